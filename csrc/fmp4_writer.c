@@ -1,0 +1,488 @@
+/* Fragmented MP4 writer: sample intake, fragment policy, file I/O and finish.
+ *
+ * The file is, at every moment, an init segment followed by complete moof+mdat fragments:
+ * every structure is built in memory and written with one write() (looped on short writes
+ * and EINTR). A sample's duration is the distance to the next sample of its track, so each
+ * track holds back its last sample until the next one (or finish) arrives.
+ *
+ * Fragment policy: a fragment is written when, on any track, the held-back sample starts at
+ * least part_duration_ms after the first pending sample (the known media span), when the
+ * pending bytes exceed max_fragment_bytes, and on flush() / finish().
+ *
+ * finish() patches in place (pwrite) the 64-bit durations the init segment left at 0:
+ * mdhd = end - first dts (track timescale), tkhd = that in the movie timescale or, with an
+ * edit, the elst segment_duration = end - media_time; mvhd and mehd = the longest tkhd.
+ *
+ * The mfra index keeps, per track, the first sync sample of each fragment, at most
+ * max_index_entries of them: when the table is full every other entry is dropped and from
+ * then on only every 2nd candidate (4th after the next thinning, ...) is kept, so the index
+ * stays evenly spread over the whole file. */
+#include "fmp4_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Payload size limit per sample; together with the 1 GiB fragment limit it keeps
+ * trun data_offset (signed 32-bit) in range. */
+#define MAX_SAMPLE_BYTES (256u << 20)
+#define MAX_FRAGMENT_BYTES (1u << 30)
+/* Caps that keep the fragment-policy arithmetic and dts + duration far from overflow. */
+#define MAX_PART_MS (3600u * 1000u)
+#define MAX_DTS (INT64_MAX / 4)
+
+static uint64_t rescale(uint64_t v, uint32_t to, uint32_t from) {
+  if (from == to || from == 0)
+    return v;
+  return v / from * to + v % from * to / from;
+}
+
+/* ---- I/O ---------------------------------------------------------------------------- */
+
+static int io_error(pyrec_mp4w *w, const char *call, uint64_t off, int e) {
+  pyrec_seterr(&w->err, PYREC_E_IO, (int64_t)off, "%s(fd %d) at offset %llu: %s", call, w->fd,
+               (unsigned long long)off, strerror(e));
+  w->err.sys_errno = e;
+  w->sticky = PYREC_E_IO;
+  return PYREC_E_IO;
+}
+
+/* Append `n` bytes at the end of the file. On failure after a partial write the file is cut
+ * back (best effort) so that it still ends with a complete structure. */
+static int write_all(pyrec_mp4w *w, const uint8_t *p, size_t n) {
+  uint64_t start = w->stats.file_bytes;
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = write(w->fd, p + done, n - done);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      int e = r < 0 ? errno : EIO;
+      if (done > 0 && ftruncate(w->fd, (off_t)start) == 0)
+        (void)lseek(w->fd, (off_t)start, SEEK_SET);
+      return io_error(w, "write", start + done, e);
+    }
+    done += (size_t)r;
+  }
+  w->stats.file_bytes += n;
+  return 0;
+}
+
+static int pwrite_u64(pyrec_mp4w *w, uint64_t off, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++)
+    b[i] = (uint8_t)(v >> (56 - 8 * i));
+  size_t done = 0;
+  while (done < sizeof b) {
+    ssize_t r = pwrite(w->fd, b + done, sizeof b - done, (off_t)(off + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return io_error(w, "pwrite", off, r < 0 ? errno : EIO);
+    done += (size_t)r;
+  }
+  return 0;
+}
+
+static int nomem(pyrec_mp4w *w) {
+  w->sticky = PYREC_E_NOMEM;
+  return pyrec_seterr(&w->err, PYREC_E_NOMEM, -1, "fmp4 writer: out of memory");
+}
+
+/* ---- open / free -------------------------------------------------------------------- */
+
+int pyrec_mp4w_open(pyrec_mp4w **out, int fd, const pyrec_track_desc *tracks, unsigned ntracks,
+                    const pyrec_mp4w_opts *opts, pyrec_errinfo *err) {
+  pyrec_clearerr(err);
+  if (!out)
+    return pyrec_seterr(err, PYREC_E_INVAL, -1, "fmp4: out is NULL");
+  *out = NULL;
+  if (!tracks || ntracks == 0 || ntracks > PYREC_MAX_TRACKS)
+    return pyrec_seterr(err, PYREC_E_INVAL, -1, "fmp4: need 1..%d tracks, got %u",
+                        PYREC_MAX_TRACKS, ntracks);
+  if (fd < 0)
+    return pyrec_seterr(err, PYREC_E_INVAL, -1, "fmp4: bad file descriptor %d", fd);
+  pyrec_mp4w *w = calloc(1, sizeof *w);
+  if (!w)
+    return pyrec_seterr(err, PYREC_E_NOMEM, -1, "fmp4: out of memory");
+  w->fd = fd;
+  if (opts)
+    w->opts = *opts;
+  if (!w->opts.part_duration_ms)
+    w->opts.part_duration_ms = 1000;
+  if (w->opts.part_duration_ms > MAX_PART_MS)
+    w->opts.part_duration_ms = MAX_PART_MS;
+  if (!w->opts.movie_timescale)
+    w->opts.movie_timescale = 1000;
+  if (!w->opts.max_fragment_bytes)
+    w->opts.max_fragment_bytes = 16u << 20;
+  if (w->opts.max_fragment_bytes > MAX_FRAGMENT_BYTES)
+    w->opts.max_fragment_bytes = MAX_FRAGMENT_BYTES;
+  if (!w->opts.max_index_entries)
+    w->opts.max_index_entries = 65536;
+  w->ntracks = ntracks;
+  w->stats.ntracks = ntracks;
+  pyrec_buf_init(&w->out);
+  pyrec_clearerr(&w->err);
+  for (unsigned i = 0; i < ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    pyrec_buf_init(&t->data);
+    t->idx_stride = 1;
+    w->stats.track[i].first_dts = -1;
+    if (tracks[i].timescale == 0) {
+      pyrec_mp4w_free(w);
+      return pyrec_seterr(err, PYREC_E_INVAL, -1, "fmp4: track %u: timescale is 0", i);
+    }
+    int rc = pyrec_codec_init(&t->cs, &tracks[i], err);
+    if (rc) {
+      pyrec_mp4w_free(w);
+      return rc;
+    }
+    t->cs_inited = 1;
+    t->timescale = tracks[i].timescale;
+    t->media = pyrec_codec_media(tracks[i].codec);
+    if (!t->media)
+      t->media = t->cs.media;
+  }
+  *out = w;
+  return 0;
+}
+
+void pyrec_mp4w_free(pyrec_mp4w *w) {
+  if (!w)
+    return;
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    if (t->cs_inited)
+      pyrec_codec_free(&t->cs);
+    free(t->s);
+    free(t->idx);
+    pyrec_buf_free(&t->data);
+  }
+  pyrec_buf_free(&w->out);
+  free(w);
+}
+
+const pyrec_mp4w_stats *pyrec_mp4w_get_stats(const pyrec_mp4w *w) { return &w->stats; }
+
+const pyrec_errinfo *pyrec_mp4w_error(const pyrec_mp4w *w) { return &w->err; }
+
+const pyrec_codec_state *pyrec_mp4w_codec(const pyrec_mp4w *w, unsigned track) {
+  return track < w->ntracks ? &w->tracks[track].cs : NULL;
+}
+
+/* ---- fragments ---------------------------------------------------------------------- */
+
+static int usable(pyrec_mp4w *w) {
+  if (w->sticky)
+    return w->sticky; /* w->err still describes it */
+  if (w->finished)
+    return pyrec_seterr(&w->err, PYREC_E_STATE, -1, "fmp4: writer already finished");
+  return 0;
+}
+
+/* Decide which tracks go into the moov (those whose configuration is known), drop the
+ * pending samples of the others and write ftyp+moov. */
+static int write_init(pyrec_mp4w *w) {
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    t->in_moov = t->cs.ready ? 1 : 0;
+    if (!t->in_moov) {
+      w->stats.track[i].skipped = 1;
+      t->ns = 0;
+      pyrec_buf_reset(&t->data);
+    }
+  }
+  pyrec_buf_reset(&w->out);
+  int rc = pyrec_fmp4_init_segment(w, &w->out);
+  if (rc == PYREC_E_NOMEM)
+    return nomem(w);
+  if (rc) { /* a ready track that cannot write its sample entry: nothing sane to do */
+    w->sticky = rc;
+    return rc;
+  }
+  rc = write_all(w, w->out.data, w->out.len);
+  if (rc)
+    return rc;
+  w->init_written = 1;
+  return 0;
+}
+
+static void index_add(pyrec_mp4w *w, pyrec_mp4w_track *t, const pyrec_mp4w_tfra_entry *e) {
+  size_t cap = w->opts.max_index_entries;
+  uint64_t cand = t->idx_cand++;
+  if (cand % t->idx_stride)
+    return;
+  if (t->nidx >= cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < t->nidx; i += 2)
+      t->idx[k++] = t->idx[i];
+    t->nidx = k;
+    t->idx_stride *= 2;
+    if (cand % t->idx_stride || t->nidx >= cap)
+      return;
+  }
+  if (t->nidx == t->cap_idx) {
+    size_t ncap = t->cap_idx ? t->cap_idx * 2 : 64;
+    if (ncap > cap)
+      ncap = cap;
+    pyrec_mp4w_tfra_entry *p = realloc(t->idx, ncap * sizeof *p);
+    if (!p)
+      return; /* the index is best effort: a missing entry only slows seeking */
+    t->idx = p;
+    t->cap_idx = ncap;
+  }
+  t->idx[t->nidx++] = *e;
+}
+
+/* Account for the samples just written and drop them from the pending queue. */
+static void consume(pyrec_mp4w *w, unsigned i, uint64_t moof_off, uint32_t traf_no) {
+  pyrec_mp4w_track *t = &w->tracks[i];
+  pyrec_mp4w_track_stats *st = &w->stats.track[i];
+  const pyrec_mp4w_sample *s = t->s;
+  int indexed = 0;
+  for (size_t k = 0; k < t->n_emit; k++) {
+    if (s[k].key) {
+      st->keyframes++;
+      if (!indexed) {
+        pyrec_mp4w_tfra_entry e = {(uint64_t)s[k].dts, moof_off, traf_no, (uint32_t)k + 1};
+        index_add(w, t, &e);
+        indexed = 1;
+      }
+    }
+  }
+  if (st->first_dts < 0)
+    st->first_dts = s[0].dts;
+  st->end_dts = s[t->n_emit - 1].dts + s[t->n_emit - 1].duration;
+  st->samples += t->n_emit;
+  st->bytes += t->emit_bytes;
+  size_t rem = t->ns - t->n_emit;
+  if (rem)
+    memmove(t->s, t->s + t->n_emit, rem * sizeof *t->s);
+  t->ns = rem;
+  size_t remb = t->data.len - t->emit_bytes;
+  if (remb)
+    memmove(t->data.data, t->data.data + t->emit_bytes, remb);
+  t->data.len = remb;
+  t->n_emit = 0;
+  t->emit_bytes = 0;
+}
+
+/* Write one moof+mdat with every sample whose duration is known (all of them when `last`;
+ * the final durations are then already in place). */
+static int write_fragment(pyrec_mp4w *w, int last) {
+  if (!w->init_written) {
+    int rc = write_init(w);
+    if (rc)
+      return rc;
+  }
+  size_t total = 0, ntraf = 0;
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    t->n_emit = 0;
+    t->emit_bytes = 0;
+    if (!t->in_moov || t->ns == 0)
+      continue;
+    t->n_emit = last ? t->ns : t->ns - 1;
+    for (size_t k = 0; k < t->n_emit; k++) {
+      if (k + 1 < t->ns)
+        t->s[k].duration = (uint32_t)(t->s[k + 1].dts - t->s[k].dts);
+      t->emit_bytes += t->s[k].size;
+    }
+    total += t->emit_bytes;
+    ntraf += t->n_emit ? 1 : 0;
+  }
+  if (ntraf == 0)
+    return 0;
+
+  pyrec_buf *b = &w->out;
+  pyrec_buf_reset(b);
+  size_t moof_size = pyrec_fmp4_moof(w, b, w->seq + 1);
+  if (moof_size > (size_t)INT32_MAX - 8 || total > (size_t)INT32_MAX - 8 - moof_size) {
+    w->sticky = PYREC_E_TOOBIG;
+    return pyrec_seterr(&w->err, PYREC_E_TOOBIG, -1,
+                        "fmp4: fragment of %zu bytes does not fit a 32-bit data offset", total);
+  }
+  pyrec_fmp4_mdat_header(b, (uint32_t)total);
+  if (pyrec_buf_reserve(b, total) == 0)
+    for (unsigned i = 0; i < w->ntracks; i++)
+      pyrec_buf_put(b, w->tracks[i].data.data, w->tracks[i].emit_bytes);
+  if (b->oom)
+    return nomem(w);
+
+  uint64_t moof_off = w->stats.file_bytes;
+  int rc = write_all(w, b->data, b->len);
+  if (rc)
+    return rc;
+  w->seq++;
+  w->stats.fragments++;
+  uint32_t traf_no = 0;
+  for (unsigned i = 0; i < w->ntracks; i++)
+    if (w->tracks[i].n_emit)
+      consume(w, i, moof_off, ++traf_no);
+  return 0;
+}
+
+static int due(const pyrec_mp4w *w) {
+  size_t bytes = 0;
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    const pyrec_mp4w_track *t = &w->tracks[i];
+    bytes += t->data.len;
+    if (t->ns >= 2) {
+      uint64_t span = (uint64_t)(t->s[t->ns - 1].dts - t->s[0].dts);
+      if (span * 1000 >= (uint64_t)w->opts.part_duration_ms * t->timescale)
+        return 1;
+    }
+  }
+  return bytes > w->opts.max_fragment_bytes;
+}
+
+/* ---- public calls ------------------------------------------------------------------- */
+
+int pyrec_mp4w_write(pyrec_mp4w *w, unsigned track, int64_t dts, int32_t cto, unsigned flags,
+                     const uint8_t *data, size_t len) {
+  int rc = usable(w);
+  if (rc)
+    return rc;
+  if (track >= w->ntracks)
+    return pyrec_seterr(&w->err, PYREC_E_NOTRACK, -1, "fmp4: no track %u (have %u)", track,
+                        w->ntracks);
+  pyrec_mp4w_track *t = &w->tracks[track];
+  if (w->init_written && !t->in_moov)
+    return 0; /* skipped track: its samples are dropped */
+  if (dts < 0 || dts > MAX_DTS)
+    return pyrec_seterr(&w->err, PYREC_E_INVAL, -1, "fmp4: track %u: dts %lld out of range",
+                        track, (long long)dts);
+  if (t->have_last && dts <= t->last_dts)
+    return pyrec_seterr(&w->err, PYREC_E_INVAL, -1,
+                        "fmp4: track %u: dts %lld not after previous dts %lld", track,
+                        (long long)dts, (long long)t->last_dts);
+  if (t->have_last && (uint64_t)(dts - t->last_dts) > UINT32_MAX)
+    return pyrec_seterr(&w->err, PYREC_E_INVAL, -1,
+                        "fmp4: track %u: dts jump %lld -> %lld exceeds 32-bit duration", track,
+                        (long long)t->last_dts, (long long)dts);
+  if (t->ns == t->cap) {
+    size_t ncap = t->cap ? t->cap * 2 : 64;
+    pyrec_mp4w_sample *p = realloc(t->s, ncap * sizeof *p);
+    if (!p)
+      return nomem(w);
+    t->s = p;
+    t->cap = ncap;
+  }
+  size_t before = t->data.len;
+  rc = pyrec_codec_sample(&t->cs, data, len, &t->data, &w->err);
+  if (t->data.oom)
+    return nomem(w);
+  if (rc)
+    return rc;
+  size_t size = t->data.len - before;
+  if (size > MAX_SAMPLE_BYTES) {
+    t->data.len = before;
+    return pyrec_seterr(&w->err, PYREC_E_TOOBIG, -1, "fmp4: track %u: sample of %zu bytes",
+                        track, size);
+  }
+  pyrec_mp4w_sample *s = &t->s[t->ns++];
+  s->dts = dts;
+  s->cto = cto;
+  s->size = (uint32_t)size;
+  s->duration = 0;
+  s->key = (flags & PYREC_SAMPLE_KEY) || t->media != PYREC_MEDIA_VIDEO;
+  if (t->have_last)
+    t->last_duration = (uint32_t)(dts - t->last_dts);
+  t->last_dts = dts;
+  t->have_last = 1;
+  return due(w) ? write_fragment(w, 0) : 0;
+}
+
+int pyrec_mp4w_set_edit(pyrec_mp4w *w, unsigned track, int64_t media_time) {
+  int rc = usable(w);
+  if (rc)
+    return rc;
+  if (track >= w->ntracks)
+    return pyrec_seterr(&w->err, PYREC_E_NOTRACK, -1, "fmp4: no track %u (have %u)", track,
+                        w->ntracks);
+  if (w->init_written)
+    return pyrec_seterr(&w->err, PYREC_E_STATE, -1,
+                        "fmp4: track %u: edit list after the init segment was written", track);
+  w->tracks[track].has_edit = media_time >= 0;
+  w->tracks[track].media_time = media_time >= 0 ? media_time : 0;
+  return 0;
+}
+
+int pyrec_mp4w_flush(pyrec_mp4w *w) {
+  int rc = usable(w);
+  return rc ? rc : write_fragment(w, 0);
+}
+
+/* Duration of a track's last sample when the caller gives no end: the previous sample's
+ * duration; for a single sample, 1/25 s of video or one typical audio frame (AAC 1024,
+ * MP3 1152 samples at the config's sample rate; else 20 ms). Never 0. */
+static uint32_t fallback_duration(const pyrec_mp4w_track *t) {
+  if (t->last_duration)
+    return t->last_duration;
+  uint64_t d = t->timescale / 50;
+  if (t->media == PYREC_MEDIA_VIDEO) {
+    d = t->timescale / 25;
+  } else if (t->cs.sample_rate && (t->cs.codec == PYREC_CODEC_AAC || t->cs.codec == PYREC_CODEC_MP3)) {
+    d = rescale(t->cs.codec == PYREC_CODEC_AAC ? 1024 : 1152, t->timescale, t->cs.sample_rate);
+  }
+  if (d > UINT32_MAX)
+    d = UINT32_MAX;
+  return d ? (uint32_t)d : 1;
+}
+
+/* Patch the durations the init segment left at 0 (see the top of this file). */
+static int patch_durations(pyrec_mp4w *w) {
+  uint64_t movie = 0;
+  uint32_t mts = w->opts.movie_timescale;
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    const pyrec_mp4w_track *t = &w->tracks[i];
+    const pyrec_mp4w_track_stats *st = &w->stats.track[i];
+    if (!t->in_moov)
+      continue;
+    uint64_t media = st->first_dts >= 0 ? (uint64_t)(st->end_dts - st->first_dts) : 0;
+    uint64_t tk = rescale(media, mts, t->timescale);
+    int rc = pwrite_u64(w, t->off_mdhd_dur, media);
+    if (!rc && t->has_edit) {
+      int64_t end = st->first_dts >= 0 ? st->end_dts : 0;
+      tk = end > t->media_time ? rescale((uint64_t)(end - t->media_time), mts, t->timescale) : 0;
+      rc = pwrite_u64(w, t->off_elst_dur, tk);
+    }
+    if (!rc)
+      rc = pwrite_u64(w, t->off_tkhd_dur, tk);
+    if (rc)
+      return rc;
+    if (tk > movie)
+      movie = tk;
+  }
+  int rc = pwrite_u64(w, w->off_mvhd_dur, movie);
+  return rc ? rc : pwrite_u64(w, w->off_mehd_dur, movie);
+}
+
+int pyrec_mp4w_finish(pyrec_mp4w *w, const int64_t *end_dts) {
+  int rc = usable(w);
+  if (rc)
+    return rc;
+  w->finished = 1;
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    if (t->ns == 0)
+      continue;
+    pyrec_mp4w_sample *s = &t->s[t->ns - 1];
+    int64_t e = end_dts ? end_dts[i] : -1;
+    if (e > s->dts && (uint64_t)(e - s->dts) <= UINT32_MAX)
+      s->duration = (uint32_t)(e - s->dts);
+    else
+      s->duration = fallback_duration(t);
+  }
+  rc = write_fragment(w, 1);
+  if (rc)
+    return rc;
+  pyrec_buf_reset(&w->out);
+  pyrec_fmp4_mfra(w, &w->out);
+  if (w->out.oom)
+    return nomem(w);
+  rc = write_all(w, w->out.data, w->out.len);
+  return rc ? rc : patch_durations(w);
+}

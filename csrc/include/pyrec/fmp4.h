@@ -1,0 +1,77 @@
+/* Fragmented MP4 writer (ISO/IEC 14496-12): init segment (ftyp+moov with mvex) then one
+ * moof+mdat per part, written with one write() each; a clean finish patches the durations
+ * in place and appends an mfra index. */
+#ifndef PYREC_FMP4_H
+#define PYREC_FMP4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyrec/codec.h"
+#include "pyrec/error.h"
+
+#define PYREC_SAMPLE_KEY 0x1u /* sync sample (keyframe) */
+
+#define PYREC_MAX_TRACKS 16
+
+typedef struct pyrec_mp4w_opts {
+  uint32_t part_duration_ms;   /* write a fragment at least this often (media time); 0 = 1000 */
+  uint32_t movie_timescale;    /* mvhd timescale; 0 = 1000 */
+  uint32_t max_fragment_bytes; /* write early when a fragment's media exceeds this; 0 = 16 MiB */
+  uint32_t max_index_entries;  /* cap on mfra entries per track (thinned beyond); 0 = 65536 */
+} pyrec_mp4w_opts;
+
+typedef struct pyrec_mp4w_track_stats {
+  uint64_t samples;       /* samples written to the file (complete fragments) */
+  uint64_t bytes;         /* payload bytes of those samples */
+  int64_t first_dts;      /* -1 before the first sample */
+  int64_t end_dts;        /* decode end (last dts + its duration) of what is written */
+  uint64_t keyframes;
+  int skipped;            /* 1 if the track had no configuration and was left out */
+} pyrec_mp4w_track_stats;
+
+typedef struct pyrec_mp4w_stats {
+  uint64_t file_bytes;    /* bytes written to the fd so far */
+  uint64_t fragments;
+  unsigned ntracks;
+  pyrec_mp4w_track_stats track[PYREC_MAX_TRACKS];
+} pyrec_mp4w_stats;
+
+typedef struct pyrec_mp4w pyrec_mp4w;
+
+/* Open a writer on `fd` (write position must be 0; the writer uses write() and, for the
+ * finish, pwrite()). The fd is not closed by the writer. Track i gets track_ID i+1. Copies
+ * everything it needs from `tracks`. Errors (unknown codec, bad config) name the codec. */
+int pyrec_mp4w_open(pyrec_mp4w **out, int fd, const pyrec_track_desc *tracks, unsigned ntracks,
+                    const pyrec_mp4w_opts *opts, pyrec_errinfo *err);
+
+/* Add one sample. `dts` is in the track's timescale, >= 0 and strictly increasing per track
+ * (the caller repairs timestamps first; violations return PYREC_E_INVAL). `cto` = pts - dts
+ * (signed; written with trun version 1). `flags`: PYREC_SAMPLE_KEY. The payload is converted
+ * (see pyrec_codec_sample) and copied. The init segment is written before the first fragment,
+ * once every track's configuration is known (a track whose configuration is still unknown by
+ * then is left out and reported in stats.skipped). */
+int pyrec_mp4w_write(pyrec_mp4w *w, unsigned track, int64_t dts, int32_t cto, unsigned flags,
+                     const uint8_t *data, size_t len);
+
+/* Edit list for a track: presentation starts at `media_time` (track timescale) of the media
+ * timeline. Must be called before the init segment is written; < 0 removes it. */
+int pyrec_mp4w_set_edit(pyrec_mp4w *w, unsigned track, int64_t media_time);
+
+/* Write what is pending now (all samples whose duration is known). */
+int pyrec_mp4w_flush(pyrec_mp4w *w);
+
+/* Finish the file: the last sample of each track ends at end_dts[track] (NULL, or an entry
+ * < 0, repeats that track's previous sample duration); writes the last fragment, appends
+ * mfra, patches mvhd/tkhd/mdhd/mehd/elst durations in place. The fd stays open. After an
+ * error the writer only accepts free. */
+int pyrec_mp4w_finish(pyrec_mp4w *w, const int64_t *end_dts);
+
+void pyrec_mp4w_free(pyrec_mp4w *w);
+
+const pyrec_mp4w_stats *pyrec_mp4w_get_stats(const pyrec_mp4w *w);
+const pyrec_errinfo *pyrec_mp4w_error(const pyrec_mp4w *w);
+/* The codec state of a track (for width/height and the codecs string). */
+const pyrec_codec_state *pyrec_mp4w_codec(const pyrec_mp4w *w, unsigned track);
+
+#endif

@@ -1,0 +1,537 @@
+/* Recorder: timestamp repair -> interleaving -> keyframe-aligned splits -> fMP4 writer. */
+#include "pyrec/rec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A packet waiting for the other tracks (interleaving). Payload follows the header. */
+typedef struct qpkt {
+  struct qpkt *next;
+  int64_t dts, pts; /* repaired, track ticks */
+  unsigned flags;
+  size_t len;
+  uint8_t data[];
+} qpkt;
+
+typedef struct rtrack {
+  pyrec_track_desc desc; /* desc.config points into `config` */
+  uint8_t *config;
+  int video;
+  pyrec_tsfix fix;
+  qpkt *head, *tail;
+  int seen;         /* a packet of this track has been repaired */
+  int64_t last_dts; /* last repaired dts (input side) */
+  int64_t origin;   /* recording origin in this track's ticks */
+  pyrec_rec_track_stats st;
+} rtrack;
+
+/* One output file: the open one, or the previous one waiting for its tracks' end times. */
+typedef struct rfile {
+  pyrec_mp4w *w;
+  int fd;
+  uint32_t seq;
+  int64_t start_ms;
+  int64_t base[PYREC_MAX_TRACKS];    /* subtracted from repaired dts in this file */
+  int64_t end[PYREC_MAX_TRACKS];     /* closing: decode end per track (file ticks), -1 unknown */
+  int pending[PYREC_MAX_TRACKS];     /* closing: still waiting for this track's next packet */
+  int64_t last[PYREC_MAX_TRACKS];    /* last dts written per track (file ticks), -1 none */
+} rfile;
+
+struct pyrec_rec {
+  pyrec_rec_opts o;
+  pyrec_rec_callbacks cb;
+  unsigned n;
+  int anchor; /* first video track, -1 for audio-only */
+  rtrack t[PYREC_MAX_TRACKS];
+  pyrec_tsgroup group;
+  int started; /* origin known */
+  rfile cur, old;
+  int have_cur, have_old;
+  uint32_t files;
+  int64_t split_at; /* PYREC_SPLIT_NOW, ms, or INT64_MAX when none */
+  int64_t media_ms;
+  uint64_t queued;
+  int failed, closed;
+  pyrec_errinfo err;
+};
+
+/* a/ta < b/tb (exact, 128-bit cross products). */
+static int time_lt(int64_t a, uint32_t ta, int64_t b, uint32_t tb) {
+  return (__int128)a * tb < (__int128)b * ta;
+}
+
+static int64_t rescale_floor(int64_t v, uint32_t from, uint32_t to) {
+  __int128 x = (__int128)v * to;
+  __int128 q = x / from;
+  if ((x % from) != 0 && x < 0)
+    q -= 1;
+  return (int64_t)q;
+}
+
+static int64_t track_ms(const pyrec_rec *r, unsigned ti, int64_t dts) {
+  const rtrack *t = &r->t[ti];
+  return rescale_floor(dts - t->origin, t->desc.timescale, 1000);
+}
+
+static int fail(pyrec_rec *r, int code, const pyrec_errinfo *src) {
+  if (!r->failed) {
+    r->failed = 1;
+    if (src && src->code)
+      r->err = *src;
+    else
+      pyrec_seterr(&r->err, code, -1, "%s", pyrec_strerror(code));
+    if (!r->err.code)
+      r->err.code = code;
+  }
+  return r->err.code;
+}
+
+int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntracks,
+                  const pyrec_rec_opts *opts, const pyrec_rec_callbacks *cb,
+                  pyrec_errinfo *err) {
+  *out = NULL;
+  if (ntracks == 0 || ntracks > PYREC_MAX_TRACKS)
+    return pyrec_seterr(err, PYREC_E_INVAL, -1, "a recorder needs 1 to %d tracks, got %u",
+                        PYREC_MAX_TRACKS, ntracks);
+  if (!cb || !cb->open_file || !cb->close_file)
+    return pyrec_seterr(err, PYREC_E_INVAL, -1, "open_file and close_file callbacks are required");
+  for (unsigned i = 0; i < ntracks; i++) {
+    /* Validate each codec now so an unsupported one is an error before any file exists. */
+    pyrec_codec_state cs;
+    int rc = pyrec_codec_init(&cs, &tracks[i], err);
+    pyrec_codec_free(&cs);
+    if (rc)
+      return rc;
+    if (tracks[i].timescale == 0)
+      return pyrec_seterr(err, PYREC_E_INVAL, -1, "track %u: timescale must be > 0", i);
+  }
+  pyrec_rec *r = calloc(1, sizeof *r);
+  if (!r)
+    return pyrec_seterr(err, PYREC_E_NOMEM, -1, "out of memory");
+  r->o = opts ? *opts : (pyrec_rec_opts){0};
+  if (r->o.part_duration_ms == 0)
+    r->o.part_duration_ms = 1000;
+  if (r->o.jump_threshold_ms == 0)
+    r->o.jump_threshold_ms = 10000;
+  if (r->o.interleave_ms == 0)
+    r->o.interleave_ms = 1000;
+  r->cb = *cb;
+  r->n = ntracks;
+  r->anchor = -1;
+  r->split_at = INT64_MAX;
+  pyrec_tsgroup_init(&r->group);
+  pyrec_clearerr(&r->err);
+  for (unsigned i = 0; i < ntracks; i++) {
+    rtrack *t = &r->t[i];
+    t->desc = tracks[i];
+    if (tracks[i].config_len) {
+      t->config = malloc(tracks[i].config_len);
+      if (!t->config) {
+        pyrec_rec_free(r);
+        return pyrec_seterr(err, PYREC_E_NOMEM, -1, "out of memory");
+      }
+      memcpy(t->config, tracks[i].config, tracks[i].config_len);
+    }
+    t->desc.config = t->config;
+    t->video = pyrec_codec_media(tracks[i].codec) == PYREC_MEDIA_VIDEO;
+    if (t->video && r->anchor < 0)
+      r->anchor = (int)i;
+    pyrec_tsfix_opts fo = {0};
+    fo.wrap_bits = r->o.wrap_bits;
+    fo.jump_threshold =
+        r->o.jump_threshold_ms > 0
+            ? rescale_floor(r->o.jump_threshold_ms, 1000, tracks[i].timescale)
+            : 0;
+    fo.default_duration = t->video ? tracks[i].timescale / 30 : tracks[i].timescale / 50;
+    if (fo.default_duration <= 0)
+      fo.default_duration = 1;
+    pyrec_tsfix_init(&t->fix, tracks[i].timescale, &fo, &r->group);
+  }
+  *out = r;
+  return PYREC_OK;
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static void fill_file_info(pyrec_rec *r, const rfile *f, int error, pyrec_rec_file *info) {
+  memset(info, 0, sizeof *info);
+  info->sequence = f->seq;
+  info->fd = f->fd;
+  info->start_ms = f->start_ms;
+  info->end_ms = f->start_ms;
+  info->error = error;
+  if (!f->w)
+    return;
+  const pyrec_mp4w_stats *s = pyrec_mp4w_get_stats(f->w);
+  info->stats = s;
+  info->bytes = s->file_bytes;
+  for (unsigned i = 0; i < r->n && i < s->ntracks; i++) {
+    info->payload_bytes += s->track[i].bytes;
+    info->packets += s->track[i].samples;
+    if (s->track[i].samples) {
+      int64_t end = track_ms(r, i, s->track[i].end_dts + f->base[i]);
+      if (end > info->end_ms)
+        info->end_ms = end;
+    }
+  }
+}
+
+/* Finish a file (end times per track; -1 = repeat the last duration) and hand it back. */
+static int finish_file(pyrec_rec *r, rfile *f) {
+  int rc = PYREC_OK;
+  if (!r->failed) {
+    rc = pyrec_mp4w_finish(f->w, f->end);
+    if (rc)
+      fail(r, rc, pyrec_mp4w_error(f->w));
+  }
+  pyrec_rec_file info;
+  fill_file_info(r, f, rc ? rc : (r->failed ? r->err.code : 0), &info);
+  int cbrc = r->cb.close_file(r->cb.opaque, &info);
+  pyrec_mp4w_free(f->w);
+  f->w = NULL;
+  f->fd = -1;
+  if (cbrc && !rc) {
+    pyrec_errinfo e;
+    pyrec_seterr(&e, PYREC_E_CALLBACK, -1, "close_file callback failed (%d)", cbrc);
+    rc = fail(r, PYREC_E_CALLBACK, &e);
+  }
+  return rc;
+}
+
+static int open_file(pyrec_rec *r, unsigned ti, const qpkt *p, int64_t start_ms) {
+  rfile *f = &r->cur;
+  memset(f, 0, sizeof *f);
+  f->fd = -1;
+  f->seq = r->files;
+  f->start_ms = start_ms;
+  for (unsigned i = 0; i < r->n; i++) {
+    f->last[i] = -1;
+    f->end[i] = -1;
+    if (r->o.continuity)
+      f->base[i] = r->t[i].origin;
+    else
+      f->base[i] = rescale_floor(p->dts, r->t[ti].desc.timescale, r->t[i].desc.timescale);
+  }
+  int fd = -1;
+  if (r->cb.open_file(r->cb.opaque, f->seq, start_ms, &fd) || fd < 0) {
+    pyrec_errinfo e;
+    pyrec_seterr(&e, PYREC_E_CALLBACK, -1, "open_file callback failed for file %u", f->seq);
+    return fail(r, PYREC_E_CALLBACK, &e);
+  }
+  f->fd = fd;
+  r->files++;
+  pyrec_mp4w_opts wo = {0};
+  wo.part_duration_ms = r->o.part_duration_ms;
+  wo.max_fragment_bytes = r->o.max_fragment_bytes;
+  pyrec_track_desc descs[PYREC_MAX_TRACKS];
+  for (unsigned i = 0; i < r->n; i++)
+    descs[i] = r->t[i].desc;
+  pyrec_errinfo e;
+  pyrec_clearerr(&e);
+  int rc = pyrec_mp4w_open(&f->w, fd, descs, r->n, &wo, &e);
+  if (rc) {
+    pyrec_rec_file info;
+    fill_file_info(r, f, rc, &info);
+    r->cb.close_file(r->cb.opaque, &info);
+    f->fd = -1;
+    return fail(r, rc, &e);
+  }
+  /* B-frames: the first presented frame comes after the first decoded one. Shift every
+   * track's presentation by the same amount so the file starts where the source's
+   * presentation starts, and A/V stay aligned. Only where the file's timeline starts. */
+  int64_t shift = p->pts - p->dts;
+  if (shift > 0 && (!r->o.continuity || f->seq == 0)) {
+    uint32_t ts = r->t[ti].desc.timescale;
+    for (unsigned i = 0; i < r->n; i++)
+      pyrec_mp4w_set_edit(f->w, i,
+                          rescale_floor(p->dts + shift, ts, r->t[i].desc.timescale) - f->base[i]);
+  }
+  r->have_cur = 1;
+  return PYREC_OK;
+}
+
+/* The open file becomes the old one, waiting for each track's next decode time. */
+static int rotate(pyrec_rec *r, unsigned ti, const qpkt *p, int64_t ms) {
+  int rc;
+  if (r->have_old) {
+    r->have_old = 0;
+    if ((rc = finish_file(r, &r->old)))
+      return rc;
+  }
+  r->old = r->cur;
+  r->have_old = 1;
+  r->have_cur = 0;
+  for (unsigned i = 0; i < r->n; i++) {
+    r->old.end[i] = -1;
+    r->old.pending[i] = r->old.last[i] >= 0;
+  }
+  return open_file(r, ti, p, ms);
+}
+
+/* A packet of track ti reaches the file sequence; tell the old file where that track ends. */
+static int settle_old(pyrec_rec *r, unsigned ti, int64_t dts) {
+  if (!r->have_old || !r->old.pending[ti])
+    return PYREC_OK;
+  r->old.pending[ti] = 0;
+  r->old.end[ti] = dts - r->old.base[ti];
+  for (unsigned i = 0; i < r->n; i++)
+    if (r->old.pending[i])
+      return PYREC_OK;
+  r->have_old = 0;
+  return finish_file(r, &r->old);
+}
+
+static int split_due(const pyrec_rec *r, int64_t ms) {
+  if (r->split_at == PYREC_SPLIT_NOW)
+    return 1;
+  if (r->split_at != INT64_MAX && ms >= r->split_at)
+    return 1;
+  if (r->o.interval_ms > 0 && ms - r->cur.start_ms >= r->o.interval_ms)
+    return 1;
+  return 0;
+}
+
+/* A packet leaves the interleaver, in global decode order. */
+static int emit(pyrec_rec *r, unsigned ti, const qpkt *p) {
+  rtrack *t = &r->t[ti];
+  int is_anchor = r->anchor < 0 || (int)ti == r->anchor;
+  int key = is_anchor && (p->flags & PYREC_SAMPLE_KEY || !t->video);
+  int rc;
+  if (!r->started) {
+    if (!key) {
+      t->st.dropped_start++;
+      return PYREC_OK;
+    }
+    for (unsigned i = 0; i < r->n; i++)
+      r->t[i].origin = rescale_floor(p->dts, t->desc.timescale, r->t[i].desc.timescale);
+    r->started = 1;
+    if ((rc = open_file(r, ti, p, 0)))
+      return rc;
+  }
+  int64_t ms = track_ms(r, ti, p->dts);
+  if (key && r->have_cur && r->cur.last[ti] >= 0 && split_due(r, ms)) {
+    r->split_at = INT64_MAX;
+    if ((rc = rotate(r, ti, p, ms)))
+      return rc;
+  }
+  if (!r->have_cur)
+    return r->failed ? r->err.code : PYREC_E_STATE;
+  rfile *f = &r->cur;
+  int64_t dts = p->dts - f->base[ti];
+  if (dts < 0 || dts <= f->last[ti]) {
+    /* Before this file's start (a track released late after an interleave timeout). */
+    if (f->last[ti] < 0)
+      t->st.dropped_start++;
+    else
+      t->st.rejected++;
+    return PYREC_OK;
+  }
+  if ((rc = settle_old(r, ti, p->dts)))
+    return rc;
+  int64_t cto = p->pts - p->dts;
+  if (cto > INT32_MAX)
+    cto = INT32_MAX;
+  rc = pyrec_mp4w_write(f->w, ti, dts, (int32_t)cto, p->flags, p->data, p->len);
+  if (rc == PYREC_E_IO || rc == PYREC_E_NOMEM) {
+    fail(r, rc, pyrec_mp4w_error(f->w));
+    r->have_cur = 0;
+    pyrec_rec_file info;
+    fill_file_info(r, f, rc, &info);
+    r->cb.close_file(r->cb.opaque, &info);
+    pyrec_mp4w_free(f->w);
+    f->w = NULL;
+    return rc;
+  }
+  if (rc) {
+    t->st.rejected++;
+    r->err = *pyrec_mp4w_error(f->w); /* last per-packet problem, not sticky */
+    return PYREC_OK;
+  }
+  f->last[ti] = dts;
+  t->st.written++;
+  if (ms > r->media_ms)
+    r->media_ms = ms;
+  return PYREC_OK;
+}
+
+/* ---- interleaving ---------------------------------------------------------------------- */
+
+/* The queued packet that goes next: smallest time; the anchor track first on ties. */
+static int next_track(const pyrec_rec *r) {
+  int best = -1;
+  for (unsigned i = 0; i < r->n; i++) {
+    const qpkt *p = r->t[i].head;
+    if (!p)
+      continue;
+    if (best < 0) {
+      best = (int)i;
+      continue;
+    }
+    const qpkt *b = r->t[best].head;
+    uint32_t ti = r->t[i].desc.timescale, tb = r->t[best].desc.timescale;
+    if (time_lt(p->dts, ti, b->dts, tb) ||
+        ((int)i == r->anchor && !time_lt(b->dts, tb, p->dts, ti)))
+      best = (int)i;
+  }
+  return best;
+}
+
+/* May the head of track `bi` go now? Every other track must be known not to bring anything
+ * earlier: it has a packet at or after this time (queued or already seen). After the
+ * interleave window a silent track no longer holds the others back. */
+static int releasable(const pyrec_rec *r, int bi, int force) {
+  if (force)
+    return 1;
+  const qpkt *p = r->t[bi].head;
+  uint32_t ts = r->t[bi].desc.timescale;
+  for (unsigned i = 0; i < r->n; i++) {
+    if ((int)i == bi)
+      continue;
+    const rtrack *o = &r->t[i];
+    if (o->head)
+      continue; /* its queued head is >= p (p is the smallest) */
+    if (o->seen && !time_lt(o->last_dts, o->desc.timescale, p->dts, ts))
+      continue;
+    /* Track i could still bring an earlier packet: wait, up to the window. */
+    const rtrack *newest = NULL;
+    for (unsigned j = 0; j < r->n; j++)
+      if (r->t[j].seen && (!newest || time_lt(newest->last_dts, newest->desc.timescale,
+                                               r->t[j].last_dts, r->t[j].desc.timescale)))
+        newest = &r->t[j];
+    int64_t newest_ms = rescale_floor(newest->last_dts, newest->desc.timescale, 1000);
+    int64_t p_ms = rescale_floor(p->dts, ts, 1000);
+    return newest_ms - p_ms > (int64_t)r->o.interleave_ms;
+  }
+  return 1;
+}
+
+static int drain(pyrec_rec *r, int force) {
+  for (;;) {
+    int bi = next_track(r);
+    if (bi < 0 || !releasable(r, bi, force))
+      return PYREC_OK;
+    rtrack *t = &r->t[bi];
+    qpkt *p = t->head;
+    t->head = p->next;
+    if (!t->head)
+      t->tail = NULL;
+    r->queued--;
+    int rc = r->failed ? r->err.code : emit(r, (unsigned)bi, p);
+    free(p);
+    if (rc)
+      return rc;
+  }
+}
+
+int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
+                    const uint8_t *data, size_t len) {
+  if (r->failed)
+    return r->err.code;
+  if (r->closed)
+    return pyrec_seterr(&r->err, PYREC_E_STATE, -1, "the recorder is closed");
+  if (track >= r->n)
+    return pyrec_seterr(&r->err, PYREC_E_NOTRACK, -1, "no track %u (the recorder has %u)",
+                        track, r->n);
+  rtrack *t = &r->t[track];
+  t->st.received++;
+  if (len == 0) {
+    t->st.rejected++;
+    return pyrec_seterr(&r->err, PYREC_E_MALFORMED, -1, "track %u: empty payload", track);
+  }
+  int64_t odts, opts;
+  pyrec_tsfix_apply(&t->fix, dts, pts, &odts, &opts);
+  t->seen = 1;
+  t->last_dts = odts;
+  qpkt *p = malloc(sizeof *p + len);
+  if (!p)
+    return fail(r, PYREC_E_NOMEM, NULL);
+  p->next = NULL;
+  p->dts = odts;
+  p->pts = opts;
+  p->flags = flags;
+  p->len = len;
+  memcpy(p->data, data, len);
+  if (t->tail)
+    t->tail->next = p;
+  else
+    t->head = p;
+  t->tail = p;
+  r->queued++;
+  return drain(r, 0);
+}
+
+int pyrec_rec_split(pyrec_rec *r, int64_t at_ms) {
+  if (r->closed)
+    return PYREC_E_STATE;
+  r->split_at = at_ms;
+  return PYREC_OK;
+}
+
+int pyrec_rec_flush(pyrec_rec *r) {
+  if (r->failed)
+    return r->err.code;
+  if (r->have_cur) {
+    int rc = pyrec_mp4w_flush(r->cur.w);
+    if (rc)
+      return fail(r, rc, pyrec_mp4w_error(r->cur.w));
+  }
+  return PYREC_OK;
+}
+
+int pyrec_rec_close(pyrec_rec *r) {
+  if (r->closed)
+    return r->failed ? r->err.code : PYREC_OK;
+  int rc = r->failed ? r->err.code : drain(r, 1);
+  r->closed = 1;
+  if (r->have_old) {
+    r->have_old = 0;
+    int rc2 = finish_file(r, &r->old);
+    if (!rc)
+      rc = rc2;
+  }
+  if (r->have_cur) {
+    r->have_cur = 0;
+    int rc2 = finish_file(r, &r->cur);
+    if (!rc)
+      rc = rc2;
+  }
+  return rc;
+}
+
+void pyrec_rec_free(pyrec_rec *r) {
+  if (!r)
+    return;
+  if (!r->closed && (r->have_cur || r->have_old)) {
+    pyrec_rec_close(r);
+  }
+  for (unsigned i = 0; i < r->n; i++) {
+    qpkt *p = r->t[i].head;
+    while (p) {
+      qpkt *nx = p->next;
+      free(p);
+      p = nx;
+    }
+    free(r->t[i].config);
+  }
+  if (r->have_cur)
+    pyrec_mp4w_free(r->cur.w);
+  if (r->have_old)
+    pyrec_mp4w_free(r->old.w);
+  free(r);
+}
+
+void pyrec_rec_get_stats(const pyrec_rec *r, pyrec_rec_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->ntracks = r->n;
+  out->files = r->files;
+  out->media_ms = r->media_ms;
+  out->queued = r->queued;
+  for (unsigned i = 0; i < r->n; i++) {
+    out->track[i] = r->t[i].st;
+    out->track[i].ts = r->t[i].fix.c;
+  }
+}
+
+const pyrec_errinfo *pyrec_rec_error(const pyrec_rec *r) { return &r->err; }
+
+const pyrec_mp4w *pyrec_rec_writer(const pyrec_rec *r) { return r->have_cur ? r->cur.w : NULL; }

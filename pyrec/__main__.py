@@ -1,0 +1,5 @@
+import sys
+
+from pyrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+# Declarations of the C core (csrc/include/pyrec/*.h) used by _core.pyx.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+
+cdef extern from "pyrec/error.h" nogil:
+    ctypedef struct pyrec_errinfo:
+        int code
+        int sys_errno
+        int64_t offset
+        char msg[200]
+    const char *pyrec_errname(int code)
+    const char *pyrec_strerror(int code)
+    void pyrec_clearerr(pyrec_errinfo *e)
+    int PYREC_E_MALFORMED
+    int PYREC_E_CALLBACK
+
+
+cdef extern from "pyrec/codec.h" nogil:
+    ctypedef struct pyrec_track_desc:
+        int codec
+        uint32_t timescale
+        uint32_t width, height
+        uint32_t sample_rate
+        uint32_t channels
+        const uint8_t *config
+        size_t config_len
+    const char *pyrec_codec_name(int codec)
+    int pyrec_codec_from_name(const char *name)
+    int pyrec_codec_media(int codec)
+
+
+cdef extern from "pyrec/tsfix.h" nogil:
+    int64_t PYREC_NOPTS
+    ctypedef struct pyrec_tsfix_counts:
+        uint64_t packets, wraps, backward, equal, jumps, pts_fixed
+
+
+cdef extern from "pyrec/fmp4.h" nogil:
+    unsigned PYREC_SAMPLE_KEY
+    ctypedef struct pyrec_mp4w_track_stats:
+        uint64_t samples
+        uint64_t bytes
+        int64_t first_dts
+        int64_t end_dts
+        uint64_t keyframes
+        int skipped
+    ctypedef struct pyrec_mp4w_stats:
+        uint64_t file_bytes
+        uint64_t fragments
+        unsigned ntracks
+        pyrec_mp4w_track_stats track[16]
+
+
+cdef extern from "pyrec/rec.h" nogil:
+    ctypedef struct pyrec_rec_opts:
+        uint32_t part_duration_ms
+        int continuity
+        int64_t interval_ms
+        int wrap_bits
+        int64_t jump_threshold_ms
+        uint32_t interleave_ms
+        uint32_t max_fragment_bytes
+    ctypedef struct pyrec_rec_file:
+        uint32_t sequence
+        int fd
+        int64_t start_ms, end_ms
+        uint64_t bytes
+        uint64_t payload_bytes
+        uint64_t packets
+        int error
+        const pyrec_mp4w_stats *stats
+    ctypedef struct pyrec_rec_callbacks:
+        int (*open_file)(void *opaque, uint32_t sequence, int64_t start_ms, int *fd) noexcept
+        int (*close_file)(void *opaque, const pyrec_rec_file *file) noexcept
+        void *opaque
+    ctypedef struct pyrec_rec_track_stats:
+        pyrec_tsfix_counts ts
+        uint64_t received, written, dropped_start, rejected
+    ctypedef struct pyrec_rec_stats:
+        unsigned ntracks
+        uint32_t files
+        int64_t media_ms
+        uint64_t queued
+        pyrec_rec_track_stats track[16]
+    ctypedef struct pyrec_rec:
+        pass
+    int64_t PYREC_SPLIT_NOW
+    int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntracks,
+                      const pyrec_rec_opts *opts, const pyrec_rec_callbacks *cb,
+                      pyrec_errinfo *err)
+    int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
+                        const uint8_t *data, size_t len)
+    int pyrec_rec_split(pyrec_rec *r, int64_t at_ms)
+    int pyrec_rec_flush(pyrec_rec *r)
+    int pyrec_rec_close(pyrec_rec *r)
+    void pyrec_rec_free(pyrec_rec *r)
+    void pyrec_rec_get_stats(const pyrec_rec *r, pyrec_rec_stats *out)
+    const pyrec_errinfo *pyrec_rec_error(const pyrec_rec *r)
+
+
+cdef extern from "pyrec/flv.h" nogil:
+    ctypedef struct pyrec_flv_tag:
+        uint8_t type
+        uint32_t timestamp
+        int64_t offset
+        int codec
+        const char *codec_label
+        int supported
+        int pkt
+        int keyframe
+        int32_t cts
+        uint32_t sample_rate
+        uint32_t channels
+        const uint8_t *payload
+        size_t payload_len
+    ctypedef int (*pyrec_flv_tag_cb)(void *opaque, const pyrec_flv_tag *tag) noexcept
+    ctypedef struct pyrec_flv_parser:
+        int has_audio, has_video
+        int64_t pos
+        uint64_t tags
+        uint64_t skipped
+        pyrec_errinfo err
+    void pyrec_flv_init(pyrec_flv_parser *p, int expect_header, uint32_t max_tag_size,
+                        pyrec_flv_tag_cb cb, void *opaque)
+    void pyrec_flv_free(pyrec_flv_parser *p)
+    int pyrec_flv_feed(pyrec_flv_parser *p, const uint8_t *data, size_t len)
+    int pyrec_flv_finish(pyrec_flv_parser *p)
+
+
+cdef extern from "pyrec/flvsrc.h" nogil:
+    ctypedef struct pyrec_flvsrc_opts:
+        pyrec_rec_opts rec
+        int want_video
+        int want_audio
+        uint32_t probe_ms
+        uint32_t max_tag_size
+        uint32_t max_probe_bytes
+    ctypedef struct pyrec_flvsrc_stats:
+        uint64_t tags, script_tags, ignored_tags, config_changes
+        int video_track, audio_track
+        int video_codec, audio_codec
+    ctypedef struct pyrec_flvsrc:
+        pass
+    int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o,
+                         const pyrec_rec_callbacks *cb, pyrec_errinfo *err)
+    int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len)
+    int pyrec_flvsrc_close(pyrec_flvsrc *s)
+    void pyrec_flvsrc_free(pyrec_flvsrc *s)
+    void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out)
+    const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s)
+    pyrec_rec *pyrec_flvsrc_recorder(pyrec_flvsrc *s)

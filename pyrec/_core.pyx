@@ -1,0 +1,368 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin bindings over the C core. The friendly API lives in pyrec.recorder / pyrec.source."""
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memset
+from cpython.bytes cimport PyBytes_AsString
+
+
+
+class PyrecError(Exception):
+    """An error from the C core: `name` (e.g. "MALFORMED"), `code`, `message`, `offset`
+    (input byte offset or -1) and `errno` (for I/O errors, else 0)."""
+
+    def __init__(self, name, code, message, offset=-1, errno=0):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.code = code
+        self.message = message
+        self.offset = offset
+        self.errno = errno
+
+
+cdef object _error(int code, const pyrec_errinfo *e):
+    name = pyrec_errname(code).decode()
+    if e != NULL and e.code == code and e.msg[0] != 0:
+        msg = e.msg.decode("utf-8", "replace")
+        return PyrecError(name, code, msg, e.offset, e.sys_errno)
+    return PyrecError(name, code, pyrec_strerror(code).decode(), -1, 0)
+
+
+def codec_id(str name) -> int:
+    """The C codec id for a codec name ("h264", "hevc", "aac", ...); 0 when unknown."""
+    b = name.encode()
+    return pyrec_codec_from_name(b)
+
+
+def codec_name(int codec) -> str | None:
+    cdef const char *n = pyrec_codec_name(codec)
+    return None if n == NULL else n.decode()
+
+
+def codec_is_video(int codec) -> bool:
+    return pyrec_codec_media(codec) == 1
+
+
+def error_names() -> dict:
+    """{code: (name, message)} for every C error code."""
+    out = {}
+    cdef int c = 1
+    while True:
+        n = pyrec_errname(c).decode()
+        if n == "UNKNOWN":
+            break
+        out[c] = (n, pyrec_strerror(c).decode())
+        c += 1
+    return out
+
+
+cdef dict _file_dict(const pyrec_rec_file *f):
+    tracks = []
+    cdef unsigned i
+    if f.stats != NULL:
+        for i in range(f.stats.ntracks):
+            t = &f.stats.track[i]
+            tracks.append({"samples": t.samples, "bytes": t.bytes, "first_dts": t.first_dts,
+                           "end_dts": t.end_dts, "keyframes": t.keyframes,
+                           "skipped": bool(t.skipped)})
+    return {"sequence": f.sequence, "fd": f.fd, "start_ms": f.start_ms, "end_ms": f.end_ms,
+            "bytes": f.bytes, "payload_bytes": f.payload_bytes, "packets": f.packets,
+            "error": (pyrec_errname(f.error).decode() if f.error else None),
+            "fragments": (f.stats.fragments if f.stats != NULL else 0), "tracks": tracks}
+
+
+cdef class _Files:
+    """The file policy seen from C: opener(seq, start_ms) -> fd, closer(info dict)."""
+    cdef object opener
+    cdef object closer
+    cdef object exc
+
+    def __init__(self, opener, closer):
+        self.opener = opener
+        self.closer = closer
+        self.exc = None
+
+    def take_exception(self):
+        e = self.exc
+        self.exc = None
+        return e
+
+
+cdef int _open_cb(void *opaque, uint32_t seq, int64_t start_ms, int *fd) noexcept with gil:
+    cdef _Files files = <_Files>opaque
+    try:
+        fd[0] = int(files.opener(seq, start_ms))
+        return 0
+    except BaseException as e:
+        if files.exc is None:
+            files.exc = e
+        return -1
+
+
+cdef int _close_cb(void *opaque, const pyrec_rec_file *f) noexcept with gil:
+    cdef _Files files = <_Files>opaque
+    try:
+        files.closer(_file_dict(f))
+        return 0
+    except BaseException as e:
+        if files.exc is None:
+            files.exc = e
+        return -1
+
+
+cdef void _rec_opts(pyrec_rec_opts *o, dict kw):
+    memset(o, 0, sizeof(pyrec_rec_opts))
+    o.part_duration_ms = kw.get("part_duration_ms", 1000)
+    o.continuity = 1 if kw.get("continuity", False) else 0
+    o.interval_ms = kw.get("interval_ms", 0)
+    o.wrap_bits = kw.get("wrap_bits", 0)
+    o.jump_threshold_ms = kw.get("jump_threshold_ms", 10000)
+    o.interleave_ms = kw.get("interleave_ms", 1000)
+    o.max_fragment_bytes = kw.get("max_fragment_bytes", 0)
+
+
+cdef dict _rec_stats(const pyrec_rec *r):
+    cdef pyrec_rec_stats s
+    pyrec_rec_get_stats(r, &s)
+    tracks = []
+    cdef unsigned i
+    for i in range(s.ntracks):
+        t = &s.track[i]
+        tracks.append({"received": t.received, "written": t.written,
+                       "dropped_start": t.dropped_start, "rejected": t.rejected,
+                       "wraps": t.ts.wraps, "backward": t.ts.backward, "equal": t.ts.equal,
+                       "jumps": t.ts.jumps, "pts_fixed": t.ts.pts_fixed})
+    return {"tracks": tracks, "files": s.files, "media_ms": s.media_ms, "queued": s.queued}
+
+
+cdef class Recorder:
+    """pyrec_rec: packets in, fMP4 files out through the opener/closer callbacks.
+
+    tracks: list of (codec_id, timescale, width, height, sample_rate, channels, config bytes).
+    """
+    cdef pyrec_rec *r
+    cdef _Files files
+    cdef list _configs
+
+    def __cinit__(self, list tracks, opener, closer, **kw):
+        cdef pyrec_track_desc descs[16]
+        cdef pyrec_rec_opts o
+        cdef pyrec_rec_callbacks cb
+        cdef pyrec_errinfo err
+        cdef unsigned n = len(tracks)
+        if n == 0 or n > 16:
+            raise ValueError("a recorder takes 1 to 16 tracks")
+        self.files = _Files(opener, closer)
+        self._configs = []
+        memset(descs, 0, sizeof(descs))
+        for i, t in enumerate(tracks):
+            codec, timescale, width, height, rate, channels, config = t
+            config = bytes(config)
+            self._configs.append(config)
+            descs[i].codec = codec
+            descs[i].timescale = timescale
+            descs[i].width = width
+            descs[i].height = height
+            descs[i].sample_rate = rate
+            descs[i].channels = channels
+            descs[i].config = <const uint8_t *>PyBytes_AsString(config)
+            descs[i].config_len = len(config)
+        _rec_opts(&o, kw)
+        cb.open_file = _open_cb
+        cb.close_file = _close_cb
+        cb.opaque = <void *>self.files
+        pyrec_clearerr(&err)
+        cdef int rc = pyrec_rec_new(&self.r, descs, n, &o, &cb, &err)
+        if rc:
+            raise _error(rc, &err)
+
+    def __dealloc__(self):
+        if self.r != NULL:
+            pyrec_rec_free(self.r)
+            self.r = NULL
+
+    cdef int _check(self, int rc) except -1:
+        exc = self.files.take_exception()
+        if exc is not None:
+            raise exc
+        if rc:
+            raise _error(rc, pyrec_rec_error(self.r))
+        return 0
+
+    cdef int _live(self) except -1:
+        if self.r == NULL:
+            raise ValueError("the recorder is closed")
+        return 0
+
+    def write(self, unsigned track, int64_t dts, object pts, const uint8_t[::1] data not None,
+              bint key=False):
+        self._live()
+        cdef int64_t p = PYREC_NOPTS if pts is None else <int64_t>pts
+        cdef size_t n = data.shape[0]
+        cdef const uint8_t *ptr = &data[0] if n else NULL
+        cdef int rc = pyrec_rec_write(self.r, track, dts, p, PYREC_SAMPLE_KEY if key else 0,
+                                      ptr, n)
+        self._check(rc)
+
+    def write_batch(self, const int32_t[::1] track not None, const int64_t[::1] dts not None,
+                    const int64_t[::1] pts not None, const uint8_t[::1] flags not None,
+                    const int64_t[::1] sizes not None, const uint8_t[::1] payload not None):
+        """Write n packets; packet i is payload[sum(sizes[:i]) : sum(sizes[:i+1])].
+        Malformed packets (e.g. empty) are skipped and counted in stats()["tracks"][t]["rejected"].
+        Returns the number of packets rejected."""
+        self._live()
+        cdef Py_ssize_t n = track.shape[0], i
+        if dts.shape[0] != n or pts.shape[0] != n or flags.shape[0] != n or sizes.shape[0] != n:
+            raise ValueError("track, dts, pts, flags and sizes must have the same length")
+        cdef int64_t total = 0
+        for i in range(n):
+            if sizes[i] < 0:
+                raise ValueError(f"sizes[{i}] is negative")
+            total += sizes[i]
+        if total > payload.shape[0]:
+            raise ValueError(f"sizes add up to {total} bytes but the payload has {payload.shape[0]}")
+        cdef const uint8_t *base = &payload[0] if payload.shape[0] else NULL
+        cdef int64_t off = 0
+        cdef int rc = 0
+        cdef Py_ssize_t rejected = 0
+        with nogil:
+            for i in range(n):
+                rc = pyrec_rec_write(self.r, <unsigned>track[i], dts[i], pts[i],
+                                     PYREC_SAMPLE_KEY if (flags[i] & 1) else 0,
+                                     base + off, <size_t>sizes[i])
+                off += sizes[i]
+                if rc == PYREC_E_MALFORMED:
+                    rejected += 1
+                    rc = 0
+                elif rc:
+                    break
+        self._check(rc)
+        return rejected
+
+    def split(self, at_ms=None):
+        self._live()
+        self._check(pyrec_rec_split(self.r, PYREC_SPLIT_NOW if at_ms is None else <int64_t>at_ms))
+
+    def flush(self):
+        self._live()
+        self._check(pyrec_rec_flush(self.r))
+
+    def close(self):
+        """Finish every open file. Safe to call twice."""
+        if self.r == NULL:
+            return
+        cdef int rc
+        with nogil:
+            rc = pyrec_rec_close(self.r)
+        stats = _rec_stats(self.r)
+        self._check(rc)
+        return stats
+
+    def stats(self):
+        self._live()
+        return _rec_stats(self.r)
+
+
+cdef class FlvRecorder:
+    """pyrec_flvsrc: FLV bytes in (parsed in C), fMP4 files out."""
+    cdef pyrec_flvsrc *s
+    cdef _Files files
+    cdef bint closed
+
+    def __cinit__(self, opener, closer, *, bint want_video=True, bint want_audio=True,
+                  uint32_t probe_ms=0, uint32_t max_tag_size=0, **kw):
+        cdef pyrec_flvsrc_opts o
+        cdef pyrec_rec_callbacks cb
+        cdef pyrec_errinfo err
+        memset(&o, 0, sizeof(o))
+        _rec_opts(&o.rec, kw)
+        o.want_video = want_video
+        o.want_audio = want_audio
+        o.probe_ms = probe_ms
+        o.max_tag_size = max_tag_size
+        self.files = _Files(opener, closer)
+        cb.open_file = _open_cb
+        cb.close_file = _close_cb
+        cb.opaque = <void *>self.files
+        pyrec_clearerr(&err)
+        cdef int rc = pyrec_flvsrc_new(&self.s, &o, &cb, &err)
+        if rc:
+            raise _error(rc, &err)
+
+    def __dealloc__(self):
+        if self.s != NULL:
+            pyrec_flvsrc_free(self.s)
+            self.s = NULL
+
+    cdef int _check(self, int rc) except -1:
+        exc = self.files.take_exception()
+        if exc is not None:
+            raise exc
+        if rc:
+            raise _error(rc, pyrec_flvsrc_error(self.s))
+        return 0
+
+    def feed(self, const uint8_t[::1] data not None):
+        if self.closed:
+            raise ValueError("the recorder is closed")
+        cdef size_t n = data.shape[0]
+        cdef const uint8_t *p = &data[0] if n else NULL
+        cdef int rc
+        with nogil:
+            rc = pyrec_flvsrc_feed(self.s, p, n)
+        self._check(rc)
+
+    def split(self, at_ms=None):
+        cdef pyrec_rec *r = pyrec_flvsrc_recorder(self.s)
+        if r != NULL:
+            pyrec_rec_split(r, PYREC_SPLIT_NOW if at_ms is None else <int64_t>at_ms)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        cdef int rc
+        with nogil:
+            rc = pyrec_flvsrc_close(self.s)
+        self._check(rc)
+
+    def stats(self):
+        cdef pyrec_flvsrc_stats st
+        pyrec_flvsrc_get_stats(self.s, &st)
+        cdef pyrec_rec *r = pyrec_flvsrc_recorder(self.s)
+        out = {"tags": st.tags, "script_tags": st.script_tags, "ignored_tags": st.ignored_tags,
+               "config_changes": st.config_changes, "video_track": st.video_track,
+               "audio_track": st.audio_track,
+               "video_codec": codec_name(st.video_codec) if st.video_codec else None,
+               "audio_codec": codec_name(st.audio_codec) if st.audio_codec else None}
+        if r != NULL:
+            out["recorder"] = _rec_stats(r)
+        return out
+
+
+cdef int _collect_tag(void *opaque, const pyrec_flv_tag *t) noexcept with gil:
+    cdef list out = <list>opaque
+    out.append({"type": t.type, "timestamp": t.timestamp, "offset": t.offset,
+                "codec": codec_name(t.codec) if t.codec else None,
+                "codec_label": t.codec_label.decode() if t.codec_label != NULL else None,
+                "supported": bool(t.supported), "pkt": t.pkt, "keyframe": bool(t.keyframe),
+                "cts": t.cts, "sample_rate": t.sample_rate, "channels": t.channels,
+                "size": t.payload_len})
+    return 0
+
+
+def parse_flv(const uint8_t[::1] data not None) -> list:
+    """Parse a whole FLV byte string with the C parser; returns the tags as dicts.
+    Raises PyrecError (with the byte offset) on malformed input."""
+    cdef pyrec_flv_parser p
+    cdef list out = []
+    pyrec_flv_init(&p, 1, 0, _collect_tag, <void *>out)
+    cdef size_t n = data.shape[0]
+    cdef int rc = pyrec_flv_feed(&p, &data[0] if n else NULL, n)
+    if rc == 0:
+        rc = pyrec_flv_finish(&p)
+    try:
+        if rc:
+            raise _error(rc, &p.err)
+    finally:
+        pyrec_flv_free(&p)
+    return out

@@ -1,0 +1,212 @@
+"""The friendly recording API: tracks and packets in, finished fMP4 files out."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyrec import _core
+from pyrec.paths import PathContext, expand, has_end_time
+from pyrec.schedule import Schedule
+from pyrec.tracks import TrackSpec
+
+__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES"]
+
+SEGMENTATION_RULES = ("discontinuity", "continuity")
+
+Output = str | os.PathLike[str] | Callable[[int, int], str]
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    """A finished file. Times are ms of the recording's media clock (0 = first keyframe)."""
+
+    path: str
+    sequence: int
+    start_ms: int
+    end_ms: int
+    bytes: int
+    payload_bytes: int
+    packets: int
+    error: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    tracks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class FileSink:
+    """Where files go: expands the output template per file, creates the file (never
+    overwriting unless asked), and at close renames files whose name has ${EndTime}.
+
+    `clock` gives the wall time of media time 0 plus the media offset, so file names follow
+    the media (a file source recorded faster than real time gets media-consistent names)."""
+
+    def __init__(self, output: Output, *, context: PathContext | None = None,
+                 overwrite: bool = False, clock: Callable[[], datetime] = _now,
+                 on_file: Callable[[RecordedFile], None] | None = None) -> None:
+        self.output = output
+        self.context = context or PathContext()
+        self.overwrite = overwrite
+        self.on_file = on_file
+        self.files: list[RecordedFile] = []
+        self.t0 = clock()
+        self._open: dict[int, tuple[str, str | None, datetime]] = {}  # fd -> (path, final tmpl, start)
+
+    def wall(self, media_ms: int) -> datetime:
+        return self.t0 + timedelta(milliseconds=media_ms)
+
+    def _ctx(self, sequence: int, start: datetime, end: datetime | None) -> PathContext:
+        c = self.context
+        return PathContext(vhost=c.vhost, app=c.app, stream=c.stream, id=c.id,
+                           transaction_id=c.transaction_id, sequence=sequence,
+                           start_time=start, end_time=end)
+
+    def open(self, sequence: int, start_ms: int) -> int:
+        start = self.wall(start_ms)
+        later: str | None = None
+        if callable(self.output):
+            path = str(self.output(sequence, start_ms))
+        else:
+            template = os.fspath(self.output)
+            if has_end_time(template):
+                later = template
+                final_dir = Path(expand(template, self._ctx(sequence, start, start))).parent
+                path = str(final_dir / f".pyrec-{os.getpid()}-{id(self)}-{sequence}.part")
+            else:
+                path = expand(template, self._ctx(sequence, start, None))
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        flags |= os.O_TRUNC if self.overwrite else os.O_EXCL
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            raise FileExistsError(f"output file exists, not overwriting: {path}") from None
+        self._open[fd] = (path, later, start)
+        return fd
+
+    def close(self, info: dict[str, Any]) -> None:
+        fd = info["fd"]
+        path, later, start = self._open.pop(fd)
+        end = self.wall(info["end_ms"])
+        try:
+            if info["error"] is None:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if later is not None:
+            path = self._rename(path, expand(later, self._ctx(info["sequence"], start, end)))
+        rf = RecordedFile(path=path, sequence=info["sequence"], start_ms=info["start_ms"],
+                          end_ms=info["end_ms"], bytes=info["bytes"],
+                          payload_bytes=info["payload_bytes"], packets=info["packets"],
+                          error=info["error"], start_time=start, end_time=end,
+                          tracks=info["tracks"])
+        self.files.append(rf)
+        if self.on_file is not None:
+            self.on_file(rf)
+
+    def _rename(self, tmp: str, final: str) -> str:
+        """Rename without ever replacing an existing file: name-1.mp4, name-2.mp4, ..."""
+        stem, ext = os.path.splitext(final)
+        candidate, n = final, 0
+        while True:
+            try:
+                os.link(tmp, candidate)
+            except FileExistsError:
+                n += 1
+                candidate = f"{stem}-{n}{ext}"
+                continue
+            os.unlink(tmp)
+            return candidate
+
+
+class Recorder:
+    """Record packets of `tracks` into fMP4 files.
+
+    output: a path template (macros of the Record API: ${Sequence}, ${StartTime:FORMAT},
+    ${EndTime:FORMAT}, ...) or a callable (sequence, start_ms) -> path.
+    Splits: `interval_ms` (media time) or `schedule` ("S M H", wall clock of the media) or
+    split(); always at the next keyframe of the first video track.
+    """
+
+    def __init__(self, tracks: Sequence[TrackSpec], output: Output, *,
+                 part_duration_ms: int = 1000, interval_ms: int = 0,
+                 schedule: str | Schedule | None = None,
+                 segmentation: str = "discontinuity", wrap_bits: int = 0,
+                 jump_threshold_ms: int = 10000, interleave_ms: int = 1000,
+                 context: PathContext | None = None, overwrite: bool = False,
+                 clock: Callable[[], datetime] = _now,
+                 on_file: Callable[[RecordedFile], None] | None = None) -> None:
+        if segmentation not in SEGMENTATION_RULES:
+            raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}, got {segmentation!r}")
+        if interval_ms and schedule:
+            raise ValueError("interval and schedule cannot be used at the same time")
+        if interval_ms < 0 or part_duration_ms <= 0:
+            raise ValueError("interval_ms must be >= 0 and part_duration_ms > 0")
+        self.tracks = list(tracks)
+        self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
+        self.sink = FileSink(output, context=context, overwrite=overwrite, clock=clock,
+                             on_file=on_file)
+        self._core = _core.Recorder(
+            [t.as_core() for t in self.tracks], self._open, self.sink.close,
+            part_duration_ms=part_duration_ms, continuity=segmentation == "continuity",
+            interval_ms=interval_ms, wrap_bits=wrap_bits, jump_threshold_ms=jump_threshold_ms,
+            interleave_ms=interleave_ms)
+        self._closed = False
+
+    def _open(self, sequence: int, start_ms: int) -> int:
+        fd = self.sink.open(sequence, start_ms)
+        if self.schedule is not None:
+            boundary = self.schedule.next_after(self.sink.wall(start_ms))
+            at = int((boundary - self.sink.t0) / timedelta(milliseconds=1))
+            self._core.split(at)
+        return fd
+
+    @property
+    def files(self) -> list[RecordedFile]:
+        return self.sink.files
+
+    def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = False) -> None:
+        self._core.write(track, dts, pts, data, key)
+
+    def write_batch(self, track: np.ndarray, dts: np.ndarray, pts: np.ndarray,
+                    flags: np.ndarray, sizes: np.ndarray, payload: Any) -> int:
+        return int(self._core.write_batch(
+            np.ascontiguousarray(track, dtype=np.int32), np.ascontiguousarray(dts, dtype=np.int64),
+            np.ascontiguousarray(pts, dtype=np.int64), np.ascontiguousarray(flags, dtype=np.uint8),
+            np.ascontiguousarray(sizes, dtype=np.int64), payload))
+
+    def split(self, at_ms: int | None = None) -> None:
+        self._core.split(at_ms)
+
+    def flush(self) -> None:
+        self._core.flush()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._core.stats())
+
+    def close(self) -> list[RecordedFile]:
+        if not self._closed:
+            self._closed = True
+            self._core.close()
+        return self.files
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

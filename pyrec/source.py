@@ -1,0 +1,216 @@
+"""Recording a source: FLV through the C reader (no Python per packet), anything else PyAV
+opens (MPEG-TS, MP4, MKV, RTSP, HLS) through a demux loop that hands packets over in batches."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from pyrec import _core
+from pyrec.paths import PathContext
+from pyrec.recorder import FileSink, Output, RecordedFile, Recorder, SEGMENTATION_RULES
+from pyrec.schedule import Schedule
+from pyrec.tracks import DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME, TrackSpec, timescale_for
+
+__all__ = ["record_file", "SourceTrack", "Progress", "is_flv"]
+
+Progress = Callable[[float], None]  # fraction done, 0..1
+_BATCH = 512
+_READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceTrack:
+    id: int
+    name: str
+    kind: str  # "video" | "audio"
+
+
+def is_flv(source: str) -> bool:
+    if not os.path.isfile(source):
+        return False
+    with open(source, "rb") as f:
+        return f.read(3) == b"FLV"
+
+
+def _select(available: Sequence[SourceTrack], wanted: Sequence[str] | None) -> list[SourceTrack]:
+    if not wanted:
+        return list(available)
+    out = []
+    for w in wanted:
+        hits = [t for t in available if t.name == w or str(t.id) == w or t.kind == w]
+        if not hits:
+            names = ", ".join(f"{t.id}:{t.name}" for t in available) or "none"
+            raise ValueError(f"track {w!r} is not in the source (it has {names})")
+        out.extend(h for h in hits if h not in out)
+    return sorted(out, key=lambda t: t.id)
+
+
+def _context(source: str, context: PathContext | None) -> PathContext:
+    if context is not None:
+        return context
+    stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0] or "stream"
+    return PathContext(stream=stem, id=stem)
+
+
+def record_file(source: str, output: Output, *, tracks: Sequence[str] | None = None,
+                interval_ms: int = 0, schedule: str | None = None,
+                segmentation: str = "discontinuity", part_duration_ms: int = 1000,
+                context: PathContext | None = None, overwrite: bool = False,
+                progress: Progress | None = None,
+                on_file: Callable[[RecordedFile], None] | None = None) -> list[RecordedFile]:
+    """Record `source` into fMP4 files named by `output`. Returns the finished files.
+    KeyboardInterrupt finalises the open file first, then propagates."""
+    if segmentation not in SEGMENTATION_RULES:
+        raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}")
+    if interval_ms and schedule:
+        raise ValueError("interval and schedule cannot be used at the same time")
+    sched = Schedule(schedule) if schedule else None
+    ctx = _context(source, context)
+    if is_flv(source):
+        return _record_flv(source, output, tracks, interval_ms, sched, segmentation,
+                           part_duration_ms, ctx, overwrite, progress, on_file)
+    return _record_av(source, output, tracks, interval_ms, sched, segmentation,
+                      part_duration_ms, ctx, overwrite, progress, on_file)
+
+
+def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, interval_ms: int,
+                sched: Schedule | None, segmentation: str, part_duration_ms: int,
+                ctx: PathContext, overwrite: bool, progress: Progress | None,
+                on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
+    # An FLV file has at most one video and one audio track; names follow OME's defaults.
+    available = [SourceTrack(0, DEFAULT_VIDEO_NAME, "video"), SourceTrack(1, DEFAULT_AUDIO_NAME, "audio")]
+    chosen = _select(available, tracks)
+    sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file)
+    rec: Any = None
+
+    def opener(sequence: int, start_ms: int) -> int:
+        fd = sink.open(sequence, start_ms)
+        if sched is not None:
+            boundary = sched.next_after(sink.wall(start_ms))
+            rec.split(int((boundary - sink.t0) / timedelta(milliseconds=1)))
+        return fd
+
+    rec = _core.FlvRecorder(opener, sink.close,
+                            want_video=any(t.kind == "video" for t in chosen),
+                            want_audio=any(t.kind == "audio" for t in chosen),
+                            part_duration_ms=part_duration_ms,
+                            continuity=segmentation == "continuity", interval_ms=interval_ms)
+    total = os.path.getsize(source) or 1
+    done = 0
+    buf = bytearray(_READ)
+    view = memoryview(buf)
+    try:
+        with open(source, "rb", buffering=0) as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                rec.feed(view[:n])
+                done += n
+                if progress is not None:
+                    progress(done / total)
+    finally:
+        rec.close()
+    return sink.files
+
+
+def _spec_for(stream: Any) -> tuple[TrackSpec, int]:
+    cc = stream.codec_context
+    tb: Fraction = stream.time_base
+    timescale, mult = timescale_for(tb)
+    extradata = bytes(cc.extradata or b"")
+    if stream.type == "video":
+        spec = TrackSpec(codec=cc.name, timescale=timescale, width=cc.width or 0,
+                         height=cc.height or 0, config=extradata)
+    else:
+        layout = getattr(cc, "layout", None)
+        channels = getattr(layout, "nb_channels", 0) if layout is not None else 0
+        spec = TrackSpec(codec=cc.name, timescale=timescale, sample_rate=cc.sample_rate or 0,
+                         channels=channels or getattr(cc, "channels", 0) or 0, config=extradata)
+    return spec, mult
+
+
+def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interval_ms: int,
+               sched: Schedule | None, segmentation: str, part_duration_ms: int,
+               ctx: PathContext, overwrite: bool, progress: Progress | None,
+               on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
+    import av  # deferred: FLV recording does not need it
+
+    container = av.open(source)
+    try:
+        streams = [s for s in container.streams if s.type in ("video", "audio")]
+        available = []
+        nv = na = 0
+        for i, s in enumerate(streams):
+            if s.type == "video":
+                name = DEFAULT_VIDEO_NAME if nv == 0 else f"{DEFAULT_VIDEO_NAME}_{nv}"
+                nv += 1
+            else:
+                name = DEFAULT_AUDIO_NAME if na == 0 else f"{DEFAULT_AUDIO_NAME}_{na}"
+                na += 1
+            available.append(SourceTrack(i, name, s.type))
+        chosen = _select(available, tracks)
+        if not chosen:
+            raise ValueError(f"{source}: no audio or video stream to record")
+        selected = [streams[t.id] for t in chosen]
+        specs, mults = zip(*(_spec_for(s) for s in selected))
+        index_of = {s.index: i for i, s in enumerate(selected)}
+        rec = Recorder(list(specs), output, part_duration_ms=part_duration_ms,
+                       interval_ms=interval_ms, schedule=sched, segmentation=segmentation,
+                       context=ctx, overwrite=overwrite, on_file=on_file)
+        duration = container.duration / 1e6 if container.duration else 0.0
+        try:
+            _demux_into(container, selected, index_of, mults, rec, progress, duration)
+        finally:
+            rec.close()
+        return rec.files
+    finally:
+        container.close()
+
+
+def _demux_into(container: Any, selected: list[Any], index_of: dict[int, int],
+                mults: Sequence[int], rec: Recorder, progress: Progress | None,
+                duration: float) -> None:
+    nopts = np.iinfo(np.int64).min
+    track = np.empty(_BATCH, np.int32)
+    dts = np.empty(_BATCH, np.int64)
+    pts = np.empty(_BATCH, np.int64)
+    flags = np.empty(_BATCH, np.uint8)
+    sizes = np.empty(_BATCH, np.int64)
+    chunks: list[bytes] = []
+    n = 0
+    last_report = 0.0
+    for pkt in container.demux(selected):
+        if pkt.size == 0 and pkt.dts is None:
+            continue  # the demuxer's flush packet
+        t = index_of[pkt.stream.index]
+        m = mults[t]
+        d = pkt.dts if pkt.dts is not None else pkt.pts
+        if d is None:
+            continue
+        track[n] = t
+        dts[n] = d * m
+        pts[n] = pkt.pts * m if pkt.pts is not None else nopts
+        flags[n] = 1 if pkt.is_keyframe else 0
+        sizes[n] = pkt.size
+        chunks.append(bytes(pkt))
+        n += 1
+        if n == _BATCH:
+            rec.write_batch(track, dts, pts, flags, sizes, b"".join(chunks))
+            n = 0
+            chunks.clear()
+            if progress is not None and duration > 0 and pkt.pts is not None:
+                done = min(1.0, float(pkt.pts * pkt.time_base) / duration)
+                if done - last_report >= 0.01:
+                    last_report = done
+                    progress(done)
+    if n:
+        rec.write_batch(track[:n], dts[:n], pts[:n], flags[:n], sizes[:n], b"".join(chunks))
+    if progress is not None:
+        progress(1.0)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README.md): installs what the tests need, builds and runs the C-core
+# tests (plain and under -fsanitize=address,undefined), then the Python suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffprobe >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "== installing Debian ffmpeg (ffprobe and the ffmpeg CLI are test peers)"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+echo "== installing pyrec with its test extras"
+$PY -m pip install -q --disable-pip-version-check ".[test]"
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+for variant in plain asan; do
+  dir=build/ctest-$variant
+  san=OFF
+  [ "$variant" = asan ] && san=ON
+  echo "== C core tests ($variant)"
+  cmake -S . -B "$dir" -DPYREC_C_TESTS=ON -DPYREC_SANITIZE=$san -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build "$dir" -j "$JOBS" >/dev/null
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
+done
+
+echo "== Python tests"
+# Run from outside the source tree so the installed package (with its extension) is tested.
+cd tests
+exec $PY -m pytest -c ../pyproject.toml --rootdir .. "$@" .
