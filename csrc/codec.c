@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#define N_CANONICAL 7 /* the first entries are the canonical names */
 static const struct {
   const char *name;
   int codec;
@@ -20,7 +21,7 @@ static const struct {
 };
 
 const char *pyrec_codec_name(int codec) {
-  for (size_t i = 0; i < 7; i++)
+  for (size_t i = 0; i < N_CANONICAL; i++)
     if (codec_names[i].codec == codec)
       return codec_names[i].name;
   return NULL;

@@ -43,11 +43,23 @@ static size_t audio_entry_begin(pyrec_buf *b, const char *fourcc, uint32_t chans
   return start;
 }
 
-/* avcC / hvcC / av1C — a plain box around the configuration record body:
- * AVCConfigurationBox (14496-15 5.4.2.1), HEVCConfigurationBox (14496-15 8.4.1.1),
- * AV1CodecConfigurationBox (AV1-ISOBMFF 2.3.1). */
-static void put_record_box(pyrec_buf *b, const char *type, const pyrec_buf *rec) {
-  size_t start = pyrec_box_begin(b, type);
+/* avcC — AVCConfigurationBox (14496-15 5.4.2.1): the AVCDecoderConfigurationRecord. */
+static void put_avcc(pyrec_buf *b, const pyrec_buf *rec) {
+  size_t start = pyrec_box_begin(b, "avcC");
+  pyrec_buf_put(b, rec->data, rec->len);
+  pyrec_box_end(b, start);
+}
+
+/* hvcC — HEVCConfigurationBox (14496-15 8.4.1.1): the HEVCDecoderConfigurationRecord. */
+static void put_hvcc(pyrec_buf *b, const pyrec_buf *rec) {
+  size_t start = pyrec_box_begin(b, "hvcC");
+  pyrec_buf_put(b, rec->data, rec->len);
+  pyrec_box_end(b, start);
+}
+
+/* av1C — AV1CodecConfigurationBox (AV1-ISOBMFF 2.3.1). */
+static void put_av1c(pyrec_buf *b, const pyrec_buf *rec) {
+  size_t start = pyrec_box_begin(b, "av1C");
   pyrec_buf_put(b, rec->data, rec->len);
   pyrec_box_end(b, start);
 }
@@ -113,15 +125,15 @@ int pyrec_entry_write(const pyrec_codec_state *cs, pyrec_buf *out, pyrec_errinfo
   switch (cs->codec) {
   case PYREC_CODEC_H264: /* avc1 — AVCSampleEntry (14496-15 5.4.2.1) */
     start = visual_entry_begin(out, "avc1", cs->width, cs->height);
-    put_record_box(out, "avcC", &cs->config);
+    put_avcc(out, &cs->config);
     break;
   case PYREC_CODEC_H265: /* hvc1 — HEVCSampleEntry (14496-15 8.4.1.1) */
     start = visual_entry_begin(out, "hvc1", cs->width, cs->height);
-    put_record_box(out, "hvcC", &cs->config);
+    put_hvcc(out, &cs->config);
     break;
   case PYREC_CODEC_AV1: /* av01 — AV1SampleEntry (AV1-ISOBMFF 2.2) */
     start = visual_entry_begin(out, "av01", cs->width, cs->height);
-    put_record_box(out, "av1C", &cs->config);
+    put_av1c(out, &cs->config);
     break;
   case PYREC_CODEC_VP9: /* vp09 — VP9SampleEntry (VP codec ISO binding 2.1) */
     start = visual_entry_begin(out, "vp09", cs->width, cs->height);

@@ -382,3 +382,21 @@ def batch_arrays(clip: Clip, streams: Sequence[StreamTruth] | None = None):
         sz.append(len(data)); chunks.append(data)
     return (np.asarray(tr, np.int32), np.asarray(dt, np.int64), np.asarray(pt, np.int64),
             np.asarray(fl, np.uint8), np.asarray(sz, np.int64), b"".join(chunks))
+
+
+def flv_tags(data: bytes) -> list[tuple[int, int, int, int]]:
+    """(offset, type, data size, timestamp ms) of every complete tag of an FLV file."""
+    assert data[:3] == b"FLV", "not an FLV file"
+    pos = int.from_bytes(data[5:9], "big") + 4  # header, then PreviousTagSize0
+    out = []
+    while pos + 11 <= len(data):
+        typ = data[pos] & 0x1F
+        size = int.from_bytes(data[pos + 1:pos + 4], "big")
+        ts = int.from_bytes(data[pos + 4:pos + 7], "big") | (data[pos + 7] << 24)
+        end = pos + 11 + size + 4
+        if end > len(data):
+            break
+        assert int.from_bytes(data[end - 4:end], "big") == size + 11, f"bad tag at {pos}"
+        out.append((pos, typ, size, ts))
+        pos = end
+    return out

@@ -45,8 +45,8 @@ def record(clip: media.Clip, out_dir, streams: list[StreamTruth] | None = None, 
     specs = [media.track_spec(pyrec, st, config=config) for st in streams]
     rec = pyrec.Recorder(specs, str(out_dir / "rec_${Sequence}.mp4"), **opts)
     fed = media.feed(rec, clip, streams)
-    stats = rec.stats()
     files = rec.close()
+    stats = rec.stats()  # final counts: nothing queued any more
     return files, stats, fed
 
 

@@ -50,7 +50,9 @@ int pyrec_mp4w_open(pyrec_mp4w **out, int fd, const pyrec_track_desc *tracks, un
  * (signed; written with trun version 1). `flags`: PYREC_SAMPLE_KEY. The payload is converted
  * (see pyrec_codec_sample) and copied. The init segment is written before the first fragment,
  * once every track's configuration is known (a track whose configuration is still unknown by
- * then is left out and reported in stats.skipped). */
+ * then is left out and reported in stats.skipped; its later samples are dropped and return 0).
+ * A rejected sample (bad dts, malformed payload) leaves the writer usable; I/O and memory
+ * errors are sticky. */
 int pyrec_mp4w_write(pyrec_mp4w *w, unsigned track, int64_t dts, int32_t cto, unsigned flags,
                      const uint8_t *data, size_t len);
 
@@ -61,8 +63,9 @@ int pyrec_mp4w_set_edit(pyrec_mp4w *w, unsigned track, int64_t media_time);
 /* Write what is pending now (all samples whose duration is known). */
 int pyrec_mp4w_flush(pyrec_mp4w *w);
 
-/* Finish the file: the last sample of each track ends at end_dts[track] (NULL, or an entry
- * < 0, repeats that track's previous sample duration); writes the last fragment, appends
+/* Finish the file: the last sample of each track ends at end_dts[track] (NULL, an entry < 0
+ * or one not after the last dts repeats that track's previous sample duration; a track with
+ * a single sample gets 1/25 s (video), one AAC/MP3 frame, or 20 ms); writes the last fragment, appends
  * mfra, patches mvhd/tkhd/mdhd/mehd/elst durations in place. The fd stays open. After an
  * error the writer only accepts free. */
 int pyrec_mp4w_finish(pyrec_mp4w *w, const int64_t *end_dts);

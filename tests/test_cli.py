@@ -1,0 +1,144 @@
+"""`pyrec record` as a user runs it (python -m pyrec record ...): FLV sources made by the ffmpeg
+CLI, interval splits, continuity, track selection, and clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import checks
+import media
+import probe
+
+
+def run_cli(*args: str, cwd=None, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyrec", "record", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def flv6(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "in.flv"
+    media.make_flv_cli(path, seconds=6.0, gop=30, fps=30)
+    return media.read_truth(path)
+
+
+def _mp4s(d):
+    return sorted((p for p in d.iterdir() if p.suffix == ".mp4"),
+                  key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+
+def _check_all_packets(clip, paths, streams):
+    """The files together hold exactly the source's packets (bytes, order, timestamp steps)."""
+    expected = media.expected_packets(clip, streams)
+    pos = {st.index: 0 for st in streams}
+    for path in paths:
+        mp4 = checks.parse_recording(path)
+        tracks = checks.tracks_in_order(mp4, streams)
+        exp = []
+        for trk, st in zip(tracks, streams):
+            n = len(trk.samples)
+            e = expected[st.index][pos[st.index]:pos[st.index] + n]
+            checks.assert_samples_match(trk, st, e, mp4)
+            pos[st.index] += n
+            exp.append(e)
+        checks.assert_readers_agree(path, streams, exp)
+    for st in streams:
+        assert pos[st.index] == len(expected[st.index]), (
+            f"{st.kind}: {pos[st.index]} packets recorded, {len(expected[st.index])} expected")
+
+
+def test_record_single_file(flv6, tmp_path):
+    out = tmp_path / "single_${Sequence}.mp4"
+    r = run_cli(str(flv6.path), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    paths = _mp4s(tmp_path)
+    assert [p.name for p in paths] == ["single_0.mp4"]
+    _check_all_packets(flv6, paths, flv6.streams)
+    mp4 = checks.parse_recording(paths[0])
+    checks.assert_durations(mp4, checks.tracks_in_order(mp4, flv6.streams))
+
+
+def test_record_plain_output_name(flv6, tmp_path):
+    """The bench's form: `-o out.mp4` without macros."""
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "out.mp4"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.mp4").exists()
+    assert probe.count_packets(tmp_path / "out.mp4") == [len(s.packets) for s in flv6.streams]
+
+
+@pytest.mark.parametrize("rule", ["discontinuity", "continuity"])
+def test_record_interval(flv6, tmp_path, rule):
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "iv_${Sequence}.mp4"), "--interval", "2000",
+                "--segmentation-rule", rule)
+    assert r.returncode == 0, r.stderr
+    paths = _mp4s(tmp_path)
+    assert len(paths) == 3, [p.name for p in paths]
+    _check_all_packets(flv6, paths, flv6.streams)
+    mp4s = [checks.parse_recording(p) for p in paths]
+    for k, m in enumerate(mp4s):
+        assert m.video.samples[0].sync
+        if rule == "discontinuity" or k == 0:
+            assert m.video.samples[0].dts == 0
+        else:
+            for tid in m.track_ids():
+                assert m.tracks[tid].samples[0].dts == mp4s[k - 1].tracks[tid].end_dts
+
+
+@pytest.mark.parametrize("sel", ["bypass_video", "0"])
+def test_record_tracks_video_only(flv6, tmp_path, sel):
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "v_${Sequence}.mp4"), "--tracks", sel)
+    assert r.returncode == 0, r.stderr
+    paths = _mp4s(tmp_path)
+    assert len(paths) == 1
+    mp4 = checks.parse_recording(paths[0])
+    assert [t.handler for t in mp4.tracks.values()] == ["vide"]
+    _check_all_packets(flv6, paths, [flv6.video])
+
+
+def test_record_tracks_audio_only(flv6, tmp_path):
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "a_${Sequence}.mp4"), "--tracks",
+                "bypass_audio")
+    assert r.returncode == 0, r.stderr
+    paths = _mp4s(tmp_path)
+    mp4 = checks.parse_recording(paths[0])
+    assert [t.handler for t in mp4.tracks.values()] == ["soun"]
+    _check_all_packets(flv6, paths, [flv6.audio])
+
+
+def test_record_part_duration(flv6, tmp_path):
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "p_${Sequence}.mp4"), "--part-duration",
+                "250")
+    assert r.returncode == 0, r.stderr
+    mp4 = checks.parse_recording(_mp4s(tmp_path)[0])
+    assert len(mp4.fragments) >= 20, len(mp4.fragments)
+
+
+def test_record_mp4_source_through_pyav(clips, tmp_path):
+    clip = clips.get(video="h264", audio="aac", seconds=2.0)
+    r = run_cli(str(clip.path), "-o", str(tmp_path / "m_${Sequence}.mp4"))
+    assert r.returncode == 0, r.stderr
+    _check_all_packets(clip, _mp4s(tmp_path), clip.streams)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["{missing}", "-o", "{out}"], ["no such file"]),
+    (["{noise}", "-o", "{out}"], ["malformed"]),
+    (["{flv}", "-o", "{out}", "--segmentation-rule", "sideways"], ["segmentation"]),
+    (["{flv}", "-o", "{out}", "--tracks", "bypass_subtitles"], ["bypass_subtitles"]),
+    (["{flv}", "-o", "{out}", "--interval", "-5"], ["interval"]),
+])
+def test_cli_errors_are_clear(flv6, tmp_path, args, words):
+    noise = tmp_path / "noise.flv"
+    noise.write_bytes(os.urandom(4096))
+    fill = dict(missing=str(tmp_path / "missing.flv"), noise=str(noise), flv=str(flv6.path),
+                out=str(tmp_path / "e_${Sequence}.mp4"))
+    r = run_cli(*[a.format(**fill) if a.startswith("{") else a for a in args])
+    assert r.returncode != 0
+    err = r.stderr.lower()
+    assert "traceback" not in err, r.stderr
+    for w in words:
+        assert w in err, f"{w!r} not in stderr: {r.stderr!r}"
