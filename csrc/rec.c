@@ -178,12 +178,11 @@ static void fill_file_info(pyrec_rec *r, const rfile *f, int error, pyrec_rec_fi
 
 /* Finish a file (end times per track; -1 = repeat the last duration) and hand it back. */
 static int finish_file(pyrec_rec *r, rfile *f) {
-  int rc = PYREC_OK;
-  if (!r->failed) {
-    rc = pyrec_mp4w_finish(f->w, f->end);
-    if (rc)
-      fail(r, rc, pyrec_mp4w_error(f->w));
-  }
+  /* Finish even after another failure (e.g. the next file could not be opened): what this
+   * file holds is complete. A writer with an I/O error returns it again here. */
+  int rc = pyrec_mp4w_finish(f->w, f->end);
+  if (rc)
+    fail(r, rc, pyrec_mp4w_error(f->w));
   pyrec_rec_file info;
   fill_file_info(r, f, rc ? rc : (r->failed ? r->err.code : 0), &info);
   int cbrc = r->cb.close_file(r->cb.opaque, &info);

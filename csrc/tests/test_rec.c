@@ -1,0 +1,338 @@
+/* Recorder + FLV source tests on a real FLV (data/small.flv: 160x120 H.264 with B-frames,
+ * 25 fps, GOP 1 s, 100 video + 88 AAC packets, made by the ffmpeg CLI). */
+#include "pyrec/flvsrc.h"
+#include "pyrec/rec.h"
+#include "t.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAXF 16
+
+typedef struct sink {
+  char dir[64];
+  int nfiles;
+  int fail_open_at; /* sequence whose open fails, -1 none */
+  pyrec_rec_file info[MAXF];
+  uint64_t samples[MAXF][2];
+  int64_t first_dts[MAXF][2], end_dts[MAXF][2];
+  int closed_fds;
+} sink;
+
+static uint8_t *flv;
+static size_t flv_len;
+
+static int load(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -1;
+  fseek(f, 0, SEEK_END);
+  flv_len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  flv = malloc(flv_len);
+  size_t got = fread(flv, 1, flv_len, f);
+  fclose(f);
+  return got == flv_len ? 0 : -1;
+}
+
+static void path_of(const sink *s, uint32_t seq, char *out, size_t n) {
+  snprintf(out, n, "%s/f%u.mp4", s->dir, seq);
+}
+
+static int on_open(void *opaque, uint32_t seq, int64_t start_ms, int *fd) {
+  sink *s = opaque;
+  if ((int)seq == s->fail_open_at)
+    return -1;
+  char p[128];
+  path_of(s, seq, p, sizeof p);
+  *fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  return *fd < 0 ? -1 : 0;
+}
+
+static int on_close(void *opaque, const pyrec_rec_file *f) {
+  sink *s = opaque;
+  if (s->nfiles < MAXF) {
+    s->info[s->nfiles] = *f;
+    for (unsigned t = 0; f->stats && t < f->stats->ntracks && t < 2; t++) {
+      s->samples[s->nfiles][t] = f->stats->track[t].samples;
+      s->first_dts[s->nfiles][t] = f->stats->track[t].first_dts;
+      s->end_dts[s->nfiles][t] = f->stats->track[t].end_dts;
+    }
+    s->info[s->nfiles].stats = NULL;
+  }
+  s->nfiles++;
+  close(f->fd);
+  s->closed_fds++;
+  return 0;
+}
+
+static void sink_init(sink *s, const char *tag) {
+  memset(s, 0, sizeof *s);
+  s->fail_open_at = -1;
+  snprintf(s->dir, sizeof s->dir, "/tmp/pyrec-test-rec-%s-%d", tag, (int)getpid());
+  mkdir(s->dir, 0755);
+}
+
+static uint8_t *slurp(const char *p, size_t *n) {
+  FILE *f = fopen(p, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *d = malloc(*n ? *n : 1);
+  if (fread(d, 1, *n, f) != *n) {
+    free(d);
+    d = NULL;
+  }
+  fclose(f);
+  return d;
+}
+
+/* Top-level boxes tile the file exactly; returns the count, or -1. First must be ftyp. */
+static int top_boxes(const uint8_t *d, size_t n, int *moofs, int *has_mfra) {
+  size_t off = 0;
+  int count = 0;
+  *moofs = 0;
+  *has_mfra = 0;
+  while (off < n) {
+    if (n - off < 8)
+      return -1;
+    uint32_t sz = pyrec_rd32(d + off);
+    if (sz < 8 || sz > n - off)
+      return -1;
+    if (count == 0 && memcmp(d + off + 4, "ftyp", 4))
+      return -1;
+    if (!memcmp(d + off + 4, "moof", 4))
+      (*moofs)++;
+    if (!memcmp(d + off + 4, "mfra", 4))
+      *has_mfra = 1;
+    off += sz;
+    count++;
+  }
+  return count;
+}
+
+/* tfdt of track `track_id` in the first moof. */
+static int64_t first_tfdt(const uint8_t *d, size_t n, uint32_t track_id) {
+  for (size_t i = 0; i + 20 <= n; i++) {
+    if (memcmp(d + i, "tfhd", 4) || pyrec_rd32(d + i + 8) != track_id)
+      continue;
+    for (size_t j = i; j + 16 <= n; j++)
+      if (!memcmp(d + j, "tfdt", 4)) {
+        if (d[j + 4] == 1)
+          return (int64_t)(((uint64_t)pyrec_rd32(d + j + 8) << 32) | pyrec_rd32(d + j + 12));
+        return pyrec_rd32(d + j + 8);
+      }
+  }
+  return -1;
+}
+
+static int run(sink *s, int64_t interval, int continuity, size_t step, size_t limit) {
+  pyrec_flvsrc_opts o;
+  memset(&o, 0, sizeof o);
+  o.want_video = o.want_audio = 1;
+  o.rec.interval_ms = interval;
+  o.rec.continuity = continuity;
+  o.rec.part_duration_ms = 500;
+  pyrec_rec_callbacks cb = {on_open, on_close, s};
+  pyrec_flvsrc *src;
+  pyrec_errinfo e;
+  int rc = pyrec_flvsrc_new(&src, &o, &cb, &e);
+  if (rc)
+    return rc;
+  size_t n = limit ? limit : flv_len;
+  for (size_t off = 0; off < n && !rc; off += step)
+    rc = pyrec_flvsrc_feed(src, flv + off, off + step <= n ? step : n - off);
+  int rc2 = pyrec_flvsrc_close(src);
+  pyrec_flvsrc_free(src);
+  return rc ? rc : rc2;
+}
+
+static void test_whole_file(void) {
+  sink s;
+  sink_init(&s, "whole");
+  CHECK_EQ(run(&s, 0, 0, flv_len, 0), 0);
+  CHECK_EQ(s.nfiles, 1);
+  CHECK_EQ(s.samples[0][0], 100);
+  CHECK_EQ(s.samples[0][1], 88);
+  CHECK_EQ(s.info[0].error, 0);
+  CHECK_EQ(s.info[0].start_ms, 0);
+  if (!(s.info[0].end_ms >= 3990 && s.info[0].end_ms <= 4200))
+    fprintf(stderr, "end_ms %lld\n", (long long)s.info[0].end_ms);
+  CHECK(s.info[0].end_ms >= 3990 && s.info[0].end_ms <= 4200);
+  char p[128];
+  path_of(&s, 0, p, sizeof p);
+  size_t n;
+  uint8_t *d = slurp(p, &n);
+  CHECK(d != NULL);
+  int moofs, mfra;
+  CHECK(top_boxes(d, n, &moofs, &mfra) > 3);
+  CHECK(moofs >= 8); /* 4 s at 500 ms parts */
+  CHECK(mfra);
+  CHECK_EQ(n, s.info[0].bytes);
+  free(d);
+}
+
+/* Feeding byte by byte (or in odd chunks) writes exactly the same bytes. */
+static void test_split_feeding_same_bytes(void) {
+  sink a, b;
+  sink_init(&a, "chunkA");
+  sink_init(&b, "chunkB");
+  CHECK_EQ(run(&a, 1000, 0, flv_len, 0), 0);
+  CHECK_EQ(run(&b, 1000, 0, 1, 0), 0);
+  CHECK_EQ(a.nfiles, b.nfiles);
+  for (int i = 0; i < a.nfiles && i < MAXF; i++) {
+    char pa[128], pb[128];
+    path_of(&a, (uint32_t)i, pa, sizeof pa);
+    path_of(&b, (uint32_t)i, pb, sizeof pb);
+    size_t na, nb;
+    uint8_t *da = slurp(pa, &na), *db = slurp(pb, &nb);
+    CHECK(da && db && na == nb && memcmp(da, db, na) == 0);
+    free(da);
+    free(db);
+  }
+}
+
+static void test_interval_split(void) {
+  for (int continuity = 0; continuity <= 1; continuity++) {
+    sink s;
+    sink_init(&s, continuity ? "cont" : "disc");
+    CHECK_EQ(run(&s, 1000, continuity, 4096, 0), 0);
+    CHECK_EQ(s.nfiles, 4);
+    uint64_t v = 0, a = 0;
+    for (int i = 0; i < s.nfiles; i++) {
+      v += s.samples[i][0];
+      a += s.samples[i][1];
+      CHECK_EQ(s.samples[i][0], 25); /* one GOP per file */
+      CHECK_EQ(s.info[i].sequence, (uint32_t)i);
+      CHECK_EQ(s.info[i].start_ms, 1000 * i);
+    }
+    CHECK_EQ(v, 100);
+    CHECK_EQ(a, 88);
+    for (int i = 0; i + 1 < s.nfiles; i++) {
+      char p[128];
+      path_of(&s, (uint32_t)(i + 1), p, sizeof p);
+      size_t n;
+      uint8_t *d = slurp(p, &n);
+      CHECK(d != NULL);
+      for (uint32_t t = 0; t < 2 && d; t++) {
+        int64_t tfdt = first_tfdt(d, n, t + 1);
+        if (continuity) /* the next file starts where this one ended, per track */
+          CHECK_EQ(tfdt, s.end_dts[i][t]);
+        else if (t == 0)
+          CHECK_EQ(tfdt, 0);
+        else
+          CHECK(tfdt >= 0 && tfdt < 50);
+      }
+      free(d);
+    }
+  }
+}
+
+static void test_truncated_keeps_output(void) {
+  sink s;
+  sink_init(&s, "trunc");
+  int rc = run(&s, 0, 0, 1000, flv_len / 2 + 7);
+  CHECK_EQ(rc, PYREC_E_TRUNCATED);
+  CHECK_EQ(s.nfiles, 1);
+  CHECK(s.samples[0][0] > 30 && s.samples[0][0] < 70);
+  char p[128];
+  path_of(&s, 0, p, sizeof p);
+  size_t n;
+  uint8_t *d = slurp(p, &n);
+  int moofs, mfra;
+  CHECK(d && top_boxes(d, n, &moofs, &mfra) > 0 && mfra);
+  free(d);
+}
+
+static void test_mutations_never_crash(void) {
+  uint8_t *orig = malloc(flv_len);
+  memcpy(orig, flv, flv_len);
+  uint32_t seed = 12345;
+  for (int iter = 0; iter < 60; iter++) {
+    memcpy(flv, orig, flv_len);
+    int flips = 1 + iter % 8;
+    for (int k = 0; k < flips; k++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t at = 13 + (seed >> 8) % (flv_len - 13);
+      seed = seed * 1103515245u + 12345u;
+      flv[at] = (uint8_t)(seed >> 16);
+    }
+    sink s;
+    sink_init(&s, "mut");
+    run(&s, iter % 2 ? 700 : 0, iter % 3 == 0, 777, 0);
+    CHECK_EQ(s.closed_fds, s.nfiles); /* every opened file was handed back */
+  }
+  memcpy(flv, orig, flv_len);
+  free(orig);
+}
+
+static void test_open_failure(void) {
+  sink s;
+  sink_init(&s, "openfail");
+  s.fail_open_at = 1;
+  int rc = run(&s, 1000, 0, 4096, 0);
+  CHECK_EQ(rc, PYREC_E_CALLBACK);
+  CHECK_EQ(s.nfiles, 1); /* the first file is still finished and handed back */
+  CHECK_EQ(s.samples[0][0], 25);
+}
+
+static int nop_open(void *o, uint32_t seq, int64_t ms, int *fd) {
+  *fd = open("/dev/null", O_WRONLY);
+  return 0;
+}
+static int nop_close(void *o, const pyrec_rec_file *f) {
+  close(f->fd);
+  return 0;
+}
+
+static void test_direct_api_errors(void) {
+  pyrec_track_desc d = {0};
+  d.codec = PYREC_CODEC_MP3;
+  d.timescale = 1000;
+  pyrec_rec_callbacks cb = {nop_open, nop_close, NULL};
+  pyrec_rec *r;
+  pyrec_errinfo e;
+  CHECK_EQ(pyrec_rec_new(&r, &d, 1, NULL, &cb, &e), 0);
+  uint8_t frame[417] = {0xff, 0xfb, 0x90, 0x64};
+  CHECK_EQ(pyrec_rec_write(r, 0, 0, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, 0), PYREC_E_MALFORMED);
+  CHECK_EQ(pyrec_rec_write(r, 3, 0, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, sizeof frame),
+           PYREC_E_NOTRACK);
+  for (int i = 0; i < 50; i++) /* equal and backward times are repaired, not fatal */
+    CHECK_EQ(pyrec_rec_write(r, 0, i < 10 ? 0 : 26 * i, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame,
+                             sizeof frame),
+             0);
+  pyrec_rec_stats st;
+  pyrec_rec_get_stats(r, &st);
+  CHECK_EQ(st.track[0].ts.equal + st.track[0].ts.backward, 9);
+  CHECK_EQ(st.track[0].rejected, 1);
+  CHECK_EQ(pyrec_rec_close(r), 0);
+  CHECK_EQ(pyrec_rec_write(r, 0, 99999, PYREC_NOPTS, 1, frame, sizeof frame), PYREC_E_STATE);
+  pyrec_rec_free(r);
+
+  d.codec = 99;
+  CHECK_EQ(pyrec_rec_new(&r, &d, 1, NULL, &cb, &e), PYREC_E_CODEC);
+  CHECK(strstr(e.msg, "99") != NULL);
+}
+
+int main(int argc, char **argv) {
+  const char *path = argc > 1 ? argv[1] : "data/small.flv";
+  if (load(path)) {
+    fprintf(stderr, "cannot read %s\n", path);
+    return 1;
+  }
+  RUN(test_whole_file);
+  RUN(test_split_feeding_same_bytes);
+  RUN(test_interval_split);
+  RUN(test_truncated_keeps_output);
+  RUN(test_mutations_never_crash);
+  RUN(test_open_failure);
+  RUN(test_direct_api_errors);
+  free(flv);
+  return T_DONE();
+}
