@@ -244,7 +244,8 @@ def main() -> int:
     print()
     print(f"pyrec/ffmpeg CPU = {r_ff:.3f} (goal <= 0.5)   pyrec/pyav CPU = {r_av:.3f}")
     if startup:
-        print(f"python + import pyrec startup = {startup:.3f}s CPU (included in pyrec's figure)")
+        print(f"python + import pyrec startup = {startup:.3f}s CPU (included in pyrec's figure); "
+              f"without it pyrec/ffmpeg = {(med['pyrec'] - startup) / med.get('ffmpeg', nan):.3f}")
     if api:
         print(f"API on {api['packets']} in-memory packets: write_batch "
               f"{api['batch']:,.0f} packets/CPU-s, write() {api['write']:,.0f} packets/CPU-s")

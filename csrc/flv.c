@@ -314,6 +314,7 @@ void pyrec_flv_init(pyrec_flv_parser *p, int expect_header, uint32_t max_tag_siz
   p->opaque = opaque;
   p->max_tag_size = max_tag_size ? max_tag_size : FLV_DEFAULT_MAX_TAG;
   p->state = expect_header ? ST_HEADER : ST_TAG;
+  p->verify_trailer = expect_header;
   pyrec_buf_init(&p->pending);
   pyrec_clearerr(&p->err);
 }
@@ -353,7 +354,9 @@ static int unit_total(pyrec_flv_parser *p, const uint8_t *b, size_t *total) {
       return pyrec_seterr(&p->err, PYREC_E_TOOBIG, off,
                           "tag at offset %" PRId64 ": DataSize %" PRIu32 " > limit %" PRIu32,
                           off, ds, p->max_tag_size);
-    *total = FLV_TAG_HEADER_SIZE + (size_t)ds;
+    /* In a file a tag is only reported once its PreviousTagSize confirms it, so a tag torn
+     * by corruption is never recorded. */
+    *total = FLV_TAG_HEADER_SIZE + (size_t)ds + (p->verify_trailer ? FLV_PREV_SIZE : 0);
   } else {
     *total = FLV_PREV_SIZE;
   }
@@ -364,9 +367,21 @@ static int process_tag(pyrec_flv_parser *p, const uint8_t *b, size_t total) {
   int64_t off = p->unit_off;
   uint8_t type = b[0] & 0x1f;
   uint32_t ts = pyrec_rd24(b + 4) | ((uint32_t)b[7] << 24);
+  if (p->verify_trailer) {
+    total -= FLV_PREV_SIZE;
+    uint32_t v = pyrec_rd32(b + total);
+    if (v != total) {
+      if (!p->lax_prev_size)
+        return pyrec_seterr(&p->err, PYREC_E_MALFORMED, off,
+                            "tag at offset %" PRId64 ": PreviousTagSize %" PRIu32 " != %zu"
+                            " (field at offset %" PRId64 ")",
+                            off, v, total, off + (int64_t)total);
+      p->bad_prev_size++;
+    }
+  }
   p->last_tag_size = (uint32_t)total;
   p->last_tag_off = off;
-  p->state = ST_SIZE;
+  p->state = p->verify_trailer ? ST_TAG : ST_SIZE;
   if (type != PYREC_FLV_AUDIO && type != PYREC_FLV_VIDEO && type != PYREC_FLV_SCRIPT) {
     p->skipped++;
     return PYREC_OK;

@@ -1,6 +1,7 @@
-/* FLV source: discovers tracks from FLV tags and feeds the recorder. */
+/* FLV source: discovers tracks from FLV tags and fans packets out to recorders (sinks). */
 #include "pyrec/flvsrc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,25 +17,35 @@ typedef struct heldtag {
 } heldtag;
 
 typedef struct srctrack {
-  int present;   /* seen in the stream */
+  int present; /* seen in the stream */
+  int index;   /* track id (order of appearance) */
   int codec;
-  int index;     /* recorder track index, -1 before start */
+  char unsupported[32]; /* codec label when pyrec cannot record it */
   uint32_t sample_rate, channels;
   pyrec_buf config;
 } srctrack;
 
+typedef struct sink {
+  pyrec_rec *rec; /* NULL = free slot */
+  int map[2];     /* source track id -> recorder track, -1 not selected */
+  int failed;
+  pyrec_errinfo err;
+} sink;
+
 struct pyrec_flvsrc {
   pyrec_flvsrc_opts o;
-  pyrec_rec_callbacks cb;
   pyrec_flv_parser parser;
   srctrack v, a;
-  int order[2]; /* 'v'/'a' in order of appearance */
-  int norder;
+  srctrack *byid[2];
+  unsigned ntracks;
+  pyrec_flvsrc_track info[2];
   heldtag *held, *held_tail;
   size_t held_bytes;
   uint32_t first_ts;
   int have_first_ts;
-  pyrec_rec *rec;
+  int ready, closed;
+  sink sinks[PYREC_FLVSRC_MAX_SINKS];
+  unsigned nsinks;
   int failed;
   pyrec_flvsrc_stats st;
   pyrec_errinfo err;
@@ -49,29 +60,20 @@ static int src_fail(pyrec_flvsrc *s, const pyrec_errinfo *e) {
 }
 
 static int tag_cb(void *opaque, const pyrec_flv_tag *tag) {
-  pyrec_flvsrc *s = opaque;
-  return pyrec_flvsrc_tag(s, tag) ? 1 : 0;
+  return pyrec_flvsrc_tag(opaque, tag) ? 1 : 0;
 }
 
-int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o,
-                     const pyrec_rec_callbacks *cb, pyrec_errinfo *err) {
+int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o, pyrec_errinfo *err) {
   *out = NULL;
   pyrec_flvsrc *s = calloc(1, sizeof *s);
   if (!s)
     return pyrec_seterr(err, PYREC_E_NOMEM, -1, "out of memory");
-  s->o = *o;
-  s->o.rec.wrap_bits = 32;
+  if (o)
+    s->o = *o;
   if (!s->o.probe_ms)
     s->o.probe_ms = 3000;
   if (!s->o.max_probe_bytes)
     s->o.max_probe_bytes = 32u << 20;
-  if (!s->o.want_video && !s->o.want_audio) {
-    free(s);
-    return pyrec_seterr(err, PYREC_E_INVAL, -1, "no track selected (want_video/want_audio)");
-  }
-  s->cb = *cb;
-  s->v.index = s->a.index = -1;
-  s->st.video_track = s->st.audio_track = -1;
   pyrec_buf_init(&s->v.config);
   pyrec_buf_init(&s->a.config);
   pyrec_clearerr(&s->err);
@@ -80,76 +82,147 @@ int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o,
   return PYREC_OK;
 }
 
-/* Build the recorder from the tracks found, in order of appearance. */
-static int start(pyrec_flvsrc *s) {
+unsigned pyrec_flvsrc_ntracks(const pyrec_flvsrc *s) { return s->ready ? s->ntracks : 0; }
+
+const pyrec_flvsrc_track *pyrec_flvsrc_track_info(const pyrec_flvsrc *s, unsigned i) {
+  return s->ready && i < s->ntracks ? &s->info[i] : NULL;
+}
+
+int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_opts *o,
+                        const pyrec_rec_callbacks *cb, int *id, pyrec_errinfo *err) {
+  if (!s->ready || s->closed)
+    return pyrec_seterr(err, PYREC_E_STATE, -1,
+                        s->closed ? "the stream has ended" : "the stream's tracks are not known yet");
+  int slot = -1;
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS && slot < 0; i++)
+    if (!s->sinks[i].rec)
+      slot = i;
+  if (slot < 0)
+    return pyrec_seterr(err, PYREC_E_TOOBIG, -1, "a stream takes at most %d recordings",
+                        PYREC_FLVSRC_MAX_SINKS);
   pyrec_track_desc d[2];
-  unsigned n = 0;
   memset(d, 0, sizeof d);
-  for (int i = 0; i < s->norder; i++) {
-    srctrack *t = s->order[i] == 'v' ? &s->v : &s->a;
+  sink *k = &s->sinks[slot];
+  unsigned n = 0;
+  for (unsigned i = 0; i < s->ntracks; i++) {
+    k->map[i] = -1;
+    if (!(track_mask & (1u << i)))
+      continue;
+    const pyrec_flvsrc_track *t = &s->info[i];
+    if (t->unsupported)
+      return pyrec_seterr(err, PYREC_E_CODEC, -1,
+                          "track %u (%s) has codec %s, which pyrec cannot record; select the "
+                          "other tracks",
+                          i, t->media == PYREC_MEDIA_VIDEO ? "video" : "audio", t->unsupported);
     d[n].codec = t->codec;
     d[n].timescale = 1000;
     d[n].sample_rate = t->sample_rate;
     d[n].channels = t->channels;
-    d[n].config = t->config.data;
-    d[n].config_len = t->config.len;
-    t->index = (int)n;
-    n++;
+    d[n].config = t->config;
+    d[n].config_len = t->config_len;
+    k->map[i] = (int)n++;
   }
-  if (n == 0) {
-    pyrec_errinfo e;
-    pyrec_seterr(&e, PYREC_E_STATE, -1, "the FLV input has no %s to record",
-                 s->o.want_video && s->o.want_audio ? "audio or video"
-                 : s->o.want_video                  ? "video"
-                                                    : "audio");
-    return src_fail(s, &e);
+  if (n == 0)
+    return pyrec_seterr(err, PYREC_E_NOTRACK, -1, "no track selected (the stream has %u)",
+                        s->ntracks);
+  pyrec_rec_opts ro = o ? *o : (pyrec_rec_opts){0};
+  ro.wrap_bits = 32; /* FLV/RTMP times are 32-bit milliseconds */
+  int rc = pyrec_rec_new(&k->rec, d, n, &ro, cb, err);
+  if (rc) {
+    k->rec = NULL;
+    return rc;
   }
-  pyrec_errinfo e;
-  pyrec_clearerr(&e);
-  int rc = pyrec_rec_new(&s->rec, d, n, &s->o.rec, &s->cb, &e);
-  if (rc)
-    return src_fail(s, &e);
-  s->st.video_track = s->v.index;
-  s->st.audio_track = s->a.index;
-  s->st.video_codec = s->v.present ? s->v.codec : 0;
-  s->st.audio_codec = s->a.present ? s->a.codec : 0;
+  k->failed = 0;
+  pyrec_clearerr(&k->err);
+  s->nsinks++;
+  *id = slot;
   return PYREC_OK;
 }
 
-static int write_frame(pyrec_flvsrc *s, int video, uint32_t ts, int32_t cts, int key,
-                       const uint8_t *data, size_t len) {
+pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id) {
+  return id >= 0 && id < PYREC_FLVSRC_MAX_SINKS ? s->sinks[id].rec : NULL;
+}
+
+int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out) {
+  if (id < 0 || id >= PYREC_FLVSRC_MAX_SINKS || !s->sinks[id].rec)
+    return PYREC_E_NOTRACK;
+  if (out)
+    *out = s->sinks[id].err;
+  return s->sinks[id].failed ? s->sinks[id].err.code : PYREC_OK;
+}
+
+int pyrec_flvsrc_detach(pyrec_flvsrc *s, int id) {
+  pyrec_rec *r = pyrec_flvsrc_sink(s, id);
+  if (!r)
+    return PYREC_E_NOTRACK;
+  sink *k = &s->sinks[id];
+  int rc = pyrec_rec_close(r);
+  if (rc && !k->failed) {
+    k->failed = 1;
+    k->err = *pyrec_rec_error(r);
+  }
+  rc = k->failed ? k->err.code : PYREC_OK;
+  pyrec_rec_free(r);
+  k->rec = NULL;
+  s->nsinks--;
+  return rc;
+}
+
+/* Tracks known: fix the track table and let the owner attach sinks. */
+static void become_ready(pyrec_flvsrc *s) {
+  s->ready = 1;
+  for (unsigned i = 0; i < s->ntracks; i++) {
+    srctrack *t = s->byid[i];
+    pyrec_flvsrc_track *info = &s->info[i];
+    info->media = t == &s->v ? PYREC_MEDIA_VIDEO : PYREC_MEDIA_AUDIO;
+    info->codec = t->codec;
+    info->unsupported = t->unsupported[0] ? t->unsupported : NULL;
+    info->sample_rate = t->sample_rate;
+    info->channels = t->channels;
+    info->config = t->config.data;
+    info->config_len = t->config.len;
+  }
+  if (s->o.on_ready)
+    s->o.on_ready(s->o.opaque, s);
+}
+
+static void write_frame(pyrec_flvsrc *s, int video, uint32_t ts, int32_t cts, int key,
+                        const uint8_t *data, size_t len) {
   srctrack *t = video ? &s->v : &s->a;
   int64_t dts = ts;
   int64_t pts = video ? (int64_t)ts + cts : PYREC_NOPTS;
-  int rc = pyrec_rec_write(s->rec, (unsigned)t->index, dts, pts, key ? PYREC_SAMPLE_KEY : 0,
-                           data, len);
-  if (rc == PYREC_E_MALFORMED)
-    return PYREC_OK; /* counted by the recorder (rejected); one bad packet is not fatal */
-  if (rc)
-    return src_fail(s, pyrec_rec_error(s->rec));
-  return PYREC_OK;
+  s->st.media_bytes += len;
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++) {
+    sink *k = &s->sinks[i];
+    if (!k->rec || k->failed || k->map[t->index] < 0)
+      continue;
+    int rc = pyrec_rec_write(k->rec, (unsigned)k->map[t->index], dts, pts,
+                             key ? PYREC_SAMPLE_KEY : 0, data, len);
+    if (rc && rc != PYREC_E_MALFORMED) {
+      /* This sink is done (its open file was handed back with the error); others go on.
+       * A malformed packet is counted by the recorder and skipped. */
+      k->failed = 1;
+      k->err = *pyrec_rec_error(k->rec);
+    }
+  }
 }
 
-static int release_held(pyrec_flvsrc *s) {
-  int rc = PYREC_OK;
+static void release_held(pyrec_flvsrc *s) {
   while (s->held) {
     heldtag *h = s->held;
     s->held = h->next;
-    if (!rc)
-      rc = write_frame(s, h->video, h->timestamp, h->cts, h->keyframe, h->data, h->len);
+    write_frame(s, h->video, h->timestamp, h->cts, h->keyframe, h->data, h->len);
     free(h);
   }
   s->held_tail = NULL;
   s->held_bytes = 0;
-  return rc;
 }
 
-/* Every track the header (or the wanted set) announces has been seen with what it needs. */
+/* Every track announced (header flags or out of band) has been seen, or waiting is over. */
 static int probe_done(pyrec_flvsrc *s, uint32_t ts) {
-  int want_v = s->o.want_video && (s->parser.has_video || s->v.present);
-  int want_a = s->o.want_audio && (s->parser.has_audio || s->a.present);
-  int ready = (!want_v || s->v.present) && (!want_a || s->a.present);
-  if (ready)
+  int want_v = s->parser.has_video || s->o.has_video || s->v.present;
+  int want_a = s->parser.has_audio || s->o.has_audio || s->a.present;
+  if ((!want_v || s->v.present) && (!want_a || s->a.present))
     return 1;
   if (s->held_bytes > s->o.max_probe_bytes)
     return 1;
@@ -183,35 +256,49 @@ static int hold(pyrec_flvsrc *s, const pyrec_flv_tag *tag, int video) {
 int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
   if (s->failed)
     return s->err.code;
+  if (s->closed)
+    return PYREC_E_STATE;
   s->st.tags++;
   if (tag->type == PYREC_FLV_SCRIPT) {
     s->st.script_tags++;
     return PYREC_OK;
   }
   int video = tag->type == PYREC_FLV_VIDEO;
-  if ((video && !s->o.want_video) || (!video && !s->o.want_audio) ||
-      tag->pkt == PYREC_FLV_PKT_EOS || tag->pkt == PYREC_FLV_PKT_OTHER) {
+  if (tag->pkt == PYREC_FLV_PKT_EOS || tag->pkt == PYREC_FLV_PKT_OTHER) {
     s->st.ignored_tags++;
     return PYREC_OK;
   }
   srctrack *t = video ? &s->v : &s->a;
   if (!tag->supported) {
+    /* Known as a track (so a selection of it gets a clear error), never recorded. */
+    if (!t->present && !s->ready) {
+      t->present = 1;
+      t->codec = PYREC_CODEC_NONE;
+      snprintf(t->unsupported, sizeof t->unsupported, "%s",
+               tag->codec_label ? tag->codec_label : "(unknown)");
+      t->index = (int)s->ntracks;
+      s->byid[s->ntracks++] = t;
+    }
+    s->st.ignored_tags++;
+    return PYREC_OK;
+  }
+  if (t->present && t->unsupported[0]) {
     pyrec_errinfo e;
-    pyrec_seterr(&e, PYREC_E_CODEC, tag->offset,
-                 "%s codec %s is not supported (record the other tracks with a track selection)",
-                 video ? "video" : "audio", tag->codec_label ? tag->codec_label : "(unknown)");
+    pyrec_seterr(&e, PYREC_E_CODEC, tag->offset, "%s codec changed from %s to %s mid-stream",
+                 video ? "video" : "audio", t->unsupported, pyrec_codec_name(tag->codec));
     return src_fail(s, &e);
   }
   if (!t->present) {
-    if (s->rec) {
-      s->st.ignored_tags++; /* a track that appears after recording started */
+    if (s->ready) {
+      s->st.ignored_tags++; /* a track that appears after the tracks were fixed */
       return PYREC_OK;
     }
     t->present = 1;
     t->codec = tag->codec;
     t->sample_rate = tag->sample_rate;
     t->channels = tag->channels;
-    s->order[s->norder++] = video ? 'v' : 'a';
+    t->index = (int)s->ntracks;
+    s->byid[s->ntracks++] = t;
   } else if (t->codec != tag->codec) {
     pyrec_errinfo e;
     pyrec_seterr(&e, PYREC_E_CODEC, tag->offset, "%s codec changed from %s to %s mid-stream",
@@ -220,7 +307,7 @@ int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
     return src_fail(s, &e);
   }
   if (tag->pkt == PYREC_FLV_PKT_CONFIG) {
-    if (s->rec) {
+    if (s->ready) {
       if (tag->payload_len != t->config.len ||
           (tag->payload_len && memcmp(tag->payload, t->config.data, tag->payload_len)))
         s->st.config_changes++;
@@ -231,7 +318,7 @@ int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
     return PYREC_OK;
   }
   /* A coded frame. */
-  if (!s->rec) {
+  if (!s->ready) {
     if (!s->have_first_ts) {
       s->have_first_ts = 1;
       s->first_ts = tag->timestamp;
@@ -239,14 +326,14 @@ int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
     int rc = hold(s, tag, video);
     if (rc)
       return rc;
-    if (!probe_done(s, tag->timestamp))
-      return PYREC_OK;
-    if ((rc = start(s)))
-      return rc;
-    return release_held(s);
+    if (probe_done(s, tag->timestamp)) {
+      become_ready(s);
+      release_held(s);
+    }
+    return PYREC_OK;
   }
-  return write_frame(s, video, tag->timestamp, tag->cts, tag->keyframe, tag->payload,
-                     tag->payload_len);
+  write_frame(s, video, tag->timestamp, tag->cts, tag->keyframe, tag->payload, tag->payload_len);
+  return PYREC_OK;
 }
 
 int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len) {
@@ -259,31 +346,27 @@ int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len) {
 }
 
 int pyrec_flvsrc_close(pyrec_flvsrc *s) {
-  int rc = PYREC_OK;
-  if (!s->failed) {
-    rc = pyrec_flv_finish(&s->parser);
-    if (rc)
-      src_fail(s, &s->parser.err);
+  if (s->closed)
+    return s->failed ? s->err.code : PYREC_OK;
+  if (!s->failed && pyrec_flv_finish(&s->parser))
+    src_fail(s, &s->parser.err);
+  if (!s->ready && s->ntracks) {
+    /* End of input while probing: record what was found. Truncated or malformed input
+     * still keeps its complete tags. */
+    become_ready(s);
+    release_held(s);
   }
-  if (!s->rec && s->held && (s->v.present || s->a.present)) {
-    /* End of input while probing: record what was found. Truncated input still keeps
-     * its complete tags. */
-    int failed = s->failed;
-    pyrec_errinfo saved = s->err;
-    s->failed = 0;
-    if (!start(s))
-      release_held(s);
-    if (failed) {
-      s->failed = 1;
-      s->err = saved;
+  s->closed = 1;
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++) {
+    sink *k = &s->sinks[i];
+    if (!k->rec)
+      continue;
+    if (pyrec_rec_close(k->rec) && !k->failed) {
+      k->failed = 1;
+      k->err = *pyrec_rec_error(k->rec);
     }
   }
-  if (s->rec) {
-    int rc2 = pyrec_rec_close(s->rec);
-    if (rc2 && !s->failed)
-      src_fail(s, pyrec_rec_error(s->rec));
-  }
-  return s->failed ? s->err.code : rc;
+  return s->failed ? s->err.code : PYREC_OK;
 }
 
 void pyrec_flvsrc_free(pyrec_flvsrc *s) {
@@ -294,15 +377,19 @@ void pyrec_flvsrc_free(pyrec_flvsrc *s) {
     s->held = h->next;
     free(h);
   }
-  pyrec_rec_free(s->rec);
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++)
+    pyrec_rec_free(s->sinks[i].rec);
   pyrec_flv_free(&s->parser);
   pyrec_buf_free(&s->v.config);
   pyrec_buf_free(&s->a.config);
   free(s);
 }
 
-void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out) { *out = s->st; }
+void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out) {
+  *out = s->st;
+  out->ntracks = s->ntracks;
+  out->ready = s->ready;
+  out->sinks = s->nsinks;
+}
 
 const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s) { return &s->err; }
-
-pyrec_rec *pyrec_flvsrc_recorder(pyrec_flvsrc *s) { return s->rec; }

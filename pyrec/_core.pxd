@@ -128,24 +128,37 @@ cdef extern from "pyrec/flv.h" nogil:
 
 
 cdef extern from "pyrec/flvsrc.h" nogil:
+    ctypedef struct pyrec_flvsrc:
+        pass
     ctypedef struct pyrec_flvsrc_opts:
-        pyrec_rec_opts rec
-        int want_video
-        int want_audio
         uint32_t probe_ms
         uint32_t max_tag_size
         uint32_t max_probe_bytes
+        int has_video, has_audio
+        void (*on_ready)(void *opaque, pyrec_flvsrc *s) noexcept
+        void *opaque
+    ctypedef struct pyrec_flvsrc_track:
+        int media
+        int codec
+        const char *unsupported
+        uint32_t sample_rate, channels
+        const uint8_t *config
+        size_t config_len
     ctypedef struct pyrec_flvsrc_stats:
-        uint64_t tags, script_tags, ignored_tags, config_changes
-        int video_track, audio_track
-        int video_codec, audio_codec
-    ctypedef struct pyrec_flvsrc:
-        pass
-    int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o,
-                         const pyrec_rec_callbacks *cb, pyrec_errinfo *err)
+        uint64_t tags, script_tags, ignored_tags, config_changes, media_bytes
+        unsigned ntracks
+        int ready
+        unsigned sinks
+    int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o, pyrec_errinfo *err)
     int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len)
     int pyrec_flvsrc_close(pyrec_flvsrc *s)
     void pyrec_flvsrc_free(pyrec_flvsrc *s)
+    unsigned pyrec_flvsrc_ntracks(const pyrec_flvsrc *s)
+    const pyrec_flvsrc_track *pyrec_flvsrc_track_info(const pyrec_flvsrc *s, unsigned i)
+    int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_opts *o,
+                            const pyrec_rec_callbacks *cb, int *id, pyrec_errinfo *err)
+    int pyrec_flvsrc_detach(pyrec_flvsrc *s, int id)
+    pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id)
+    int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out)
     void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out)
     const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s)
-    pyrec_rec *pyrec_flvsrc_recorder(pyrec_flvsrc *s)

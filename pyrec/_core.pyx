@@ -262,29 +262,42 @@ cdef class Recorder:
         return _rec_stats(self.r)
 
 
-cdef class FlvRecorder:
-    """pyrec_flvsrc: FLV bytes in (parsed in C), fMP4 files out."""
+cdef void _ready_cb(void *opaque, pyrec_flvsrc *src) noexcept with gil:
+    cdef FlvSource self = <FlvSource>opaque
+    try:
+        if self.on_ready is not None:
+            self.on_ready(self)
+    except BaseException as e:
+        if self.exc is None:
+            self.exc = e
+
+
+cdef class FlvSource:
+    """pyrec_flvsrc: one FLV stream (bytes parsed in C) fanned out to recorders (sinks).
+
+    on_ready(source) is called once the tracks are known (before any packet is recorded):
+    attach sinks there to record from the first keyframe."""
     cdef pyrec_flvsrc *s
-    cdef _Files files
+    cdef object on_ready
+    cdef object exc
+    cdef dict sinks  # id -> _Files
     cdef bint closed
 
-    def __cinit__(self, opener, closer, *, bint want_video=True, bint want_audio=True,
-                  uint32_t probe_ms=0, uint32_t max_tag_size=0, **kw):
+    def __cinit__(self, on_ready=None, *, uint32_t probe_ms=0, uint32_t max_tag_size=0,
+                  bint has_video=False, bint has_audio=False):
         cdef pyrec_flvsrc_opts o
-        cdef pyrec_rec_callbacks cb
         cdef pyrec_errinfo err
         memset(&o, 0, sizeof(o))
-        _rec_opts(&o.rec, kw)
-        o.want_video = want_video
-        o.want_audio = want_audio
         o.probe_ms = probe_ms
         o.max_tag_size = max_tag_size
-        self.files = _Files(opener, closer)
-        cb.open_file = _open_cb
-        cb.close_file = _close_cb
-        cb.opaque = <void *>self.files
+        o.has_video = has_video
+        o.has_audio = has_audio
+        o.on_ready = _ready_cb
+        o.opaque = <void *>self
+        self.on_ready = on_ready
+        self.sinks = {}
         pyrec_clearerr(&err)
-        cdef int rc = pyrec_flvsrc_new(&self.s, &o, &cb, &err)
+        cdef int rc = pyrec_flvsrc_new(&self.s, &o, &err)
         if rc:
             raise _error(rc, &err)
 
@@ -294,16 +307,19 @@ cdef class FlvRecorder:
             self.s = NULL
 
     cdef int _check(self, int rc) except -1:
-        exc = self.files.take_exception()
+        exc = self.exc
         if exc is not None:
+            self.exc = None
             raise exc
         if rc:
             raise _error(rc, pyrec_flvsrc_error(self.s))
         return 0
 
     def feed(self, const uint8_t[::1] data not None):
+        """Parse FLV bytes; a source error (malformed input) raises PyrecError with the
+        byte offset. Sink errors do not raise here: see sink_error()."""
         if self.closed:
-            raise ValueError("the recorder is closed")
+            raise ValueError("the source is closed")
         cdef size_t n = data.shape[0]
         cdef const uint8_t *p = &data[0] if n else NULL
         cdef int rc
@@ -311,12 +327,80 @@ cdef class FlvRecorder:
             rc = pyrec_flvsrc_feed(self.s, p, n)
         self._check(rc)
 
-    def split(self, at_ms=None):
-        cdef pyrec_rec *r = pyrec_flvsrc_recorder(self.s)
-        if r != NULL:
-            pyrec_rec_split(r, PYREC_SPLIT_NOW if at_ms is None else <int64_t>at_ms)
+    def tracks(self) -> list:
+        out = []
+        cdef unsigned i
+        cdef const pyrec_flvsrc_track *t
+        for i in range(pyrec_flvsrc_ntracks(self.s)):
+            t = pyrec_flvsrc_track_info(self.s, i)
+            out.append({"id": i, "kind": "video" if t.media == 1 else "audio",
+                        "codec": codec_name(t.codec) if t.codec else None,
+                        "unsupported": t.unsupported.decode() if t.unsupported != NULL else None,
+                        "sample_rate": t.sample_rate, "channels": t.channels,
+                        "config": bytes(t.config[:t.config_len]) if t.config_len else b""})
+        return out
+
+    def attach(self, uint32_t track_mask, opener, closer, **kw) -> int:
+        """Record the tracks of `track_mask` (bit i = track i) through a new recorder whose
+        files come from opener(seq, start_ms) -> fd and go back through closer(info)."""
+        cdef pyrec_rec_opts o
+        cdef pyrec_rec_callbacks cb
+        cdef pyrec_errinfo err
+        cdef int sid = -1
+        files = _Files(opener, closer)
+        _rec_opts(&o, kw)
+        cb.open_file = _open_cb
+        cb.close_file = _close_cb
+        cb.opaque = <void *>files
+        pyrec_clearerr(&err)
+        cdef int rc = pyrec_flvsrc_attach(self.s, track_mask, &o, &cb, &sid, &err)
+        if rc:
+            raise _error(rc, &err)
+        self.sinks[sid] = files
+        return sid
+
+    def detach(self, int sid):
+        """Finish the sink's files and remove it; raises its error (or its callback's)."""
+        files = self.sinks.pop(sid, None)
+        if files is None:
+            raise KeyError(sid)
+        cdef pyrec_errinfo err
+        pyrec_flvsrc_sink_error(self.s, sid, &err)
+        cdef int rc
+        with nogil:
+            rc = pyrec_flvsrc_detach(self.s, sid)
+        exc = (<_Files>files).take_exception()
+        if exc is not None:
+            raise exc
+        if rc:
+            raise _error(rc, &err if err.code == rc else NULL)
+
+    def sink_error(self, int sid):
+        """The sink's error as an exception (its callback's exception first), or None."""
+        files = self.sinks.get(sid)
+        if files is None:
+            raise KeyError(sid)
+        exc = (<_Files>files).exc
+        if exc is not None:
+            return exc
+        cdef pyrec_errinfo err
+        cdef int rc = pyrec_flvsrc_sink_error(self.s, sid, &err)
+        return _error(rc, &err) if rc else None
+
+    def split(self, int sid, at_ms=None):
+        cdef pyrec_rec *r = pyrec_flvsrc_sink(self.s, sid)
+        if r == NULL:
+            raise KeyError(sid)
+        pyrec_rec_split(r, PYREC_SPLIT_NOW if at_ms is None else <int64_t>at_ms)
+
+    def sink_stats(self, int sid):
+        cdef pyrec_rec *r = pyrec_flvsrc_sink(self.s, sid)
+        if r == NULL:
+            raise KeyError(sid)
+        return _rec_stats(r)
 
     def close(self):
+        """End of input: finish every sink's files. Raises the source's own error."""
         if self.closed:
             return
         self.closed = True
@@ -328,15 +412,9 @@ cdef class FlvRecorder:
     def stats(self):
         cdef pyrec_flvsrc_stats st
         pyrec_flvsrc_get_stats(self.s, &st)
-        cdef pyrec_rec *r = pyrec_flvsrc_recorder(self.s)
-        out = {"tags": st.tags, "script_tags": st.script_tags, "ignored_tags": st.ignored_tags,
-               "config_changes": st.config_changes, "video_track": st.video_track,
-               "audio_track": st.audio_track,
-               "video_codec": codec_name(st.video_codec) if st.video_codec else None,
-               "audio_codec": codec_name(st.audio_codec) if st.audio_codec else None}
-        if r != NULL:
-            out["recorder"] = _rec_stats(r)
-        return out
+        return {"tags": st.tags, "script_tags": st.script_tags, "ignored_tags": st.ignored_tags,
+                "config_changes": st.config_changes, "media_bytes": st.media_bytes,
+                "ntracks": st.ntracks, "ready": bool(st.ready), "sinks": st.sinks}
 
 
 cdef int _collect_tag(void *opaque, const pyrec_flv_tag *t) noexcept with gil:

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from pyrec import _core
 from pyrec.paths import PathContext, expand, has_end_time
@@ -185,6 +186,8 @@ class Recorder:
 
     def write_batch(self, track: np.ndarray, dts: np.ndarray, pts: np.ndarray,
                     flags: np.ndarray, sizes: np.ndarray, payload: Any) -> int:
+        import numpy as np
+
         return int(self._core.write_batch(
             np.ascontiguousarray(track, dtype=np.int32), np.ascontiguousarray(dts, dtype=np.int64),
             np.ascontiguousarray(pts, dtype=np.int64), np.ascontiguousarray(flags, dtype=np.uint8),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from croniter import croniter
-
 __all__ = ["Schedule", "ScheduleError"]
 
 _ITEM = r"(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?"
@@ -39,11 +37,15 @@ class Schedule:
                         raise ScheduleError(f"schedule {what} field {f!r}: {n} > {top}")
         self.text = text
         self._expr = f"{fields[0]} {fields[1]} {fields[2]} * * *"
+        from croniter import croniter
+
         if not croniter.is_valid(self._expr, second_at_beginning=True):
             raise ScheduleError(f"schedule {text!r} is not valid")
 
     def next_after(self, t: datetime) -> datetime:
         """The first boundary strictly after `t` (an aware datetime in local time)."""
+        from croniter import croniter
+
         it = croniter(self._expr, t, second_at_beginning=True)
         nxt = it.get_next(datetime)
         assert isinstance(nxt, datetime)

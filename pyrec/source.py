@@ -9,8 +9,6 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-
 from pyrec import _core
 from pyrec.paths import PathContext
 from pyrec.recorder import FileSink, Output, RecordedFile, Recorder, SEGMENTATION_RULES
@@ -84,23 +82,27 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                 ctx: PathContext, overwrite: bool, progress: Progress | None,
                 on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
     # An FLV file has at most one video and one audio track; names follow OME's defaults.
-    available = [SourceTrack(0, DEFAULT_VIDEO_NAME, "video"), SourceTrack(1, DEFAULT_AUDIO_NAME, "audio")]
-    chosen = _select(available, tracks)
     sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file)
-    rec: Any = None
+    sid: list[int] = []
 
     def opener(sequence: int, start_ms: int) -> int:
         fd = sink.open(sequence, start_ms)
-        if sched is not None:
+        if sched is not None and sid:
             boundary = sched.next_after(sink.wall(start_ms))
-            rec.split(int((boundary - sink.t0) / timedelta(milliseconds=1)))
+            src.split(sid[0], int((boundary - sink.t0) / timedelta(milliseconds=1)))
         return fd
 
-    rec = _core.FlvRecorder(opener, sink.close,
-                            want_video=any(t.kind == "video" for t in chosen),
-                            want_audio=any(t.kind == "audio" for t in chosen),
-                            part_duration_ms=part_duration_ms,
-                            continuity=segmentation == "continuity", interval_ms=interval_ms)
+    def on_ready(source: Any) -> None:
+        found = source.tracks()
+        available = [SourceTrack(t["id"], DEFAULT_VIDEO_NAME if t["kind"] == "video"
+                                 else DEFAULT_AUDIO_NAME, t["kind"]) for t in found]
+        chosen = _select(available, tracks)
+        mask = sum(1 << t.id for t in chosen)
+        sid.append(source.attach(mask, opener, sink.close, part_duration_ms=part_duration_ms,
+                                 continuity=segmentation == "continuity",
+                                 interval_ms=interval_ms))
+
+    src = _core.FlvSource(on_ready)
     total = os.path.getsize(source) or 1
     done = 0
     buf = bytearray(_READ)
@@ -111,12 +113,18 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                 n = f.readinto(buf)
                 if not n:
                     break
-                rec.feed(view[:n])
+                src.feed(view[:n])
                 done += n
                 if progress is not None:
                     progress(done / total)
     finally:
-        rec.close()
+        try:
+            src.close()
+        finally:
+            if sid:
+                src.detach(sid[0])  # raises the recording's own error, if any
+    if not sid:
+        raise _core.PyrecError("STATE", 9, f"{source}: no audio or video to record")
     return sink.files
 
 
@@ -142,7 +150,10 @@ def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interv
                on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
     import av  # deferred: FLV recording does not need it
 
-    container = av.open(source)
+    try:
+        container = av.open(source)
+    except av.FFmpegError as e:
+        raise _core.PyrecError("MALFORMED", 5, f"{source}: cannot open as media ({e})") from None
     try:
         streams = [s for s in container.streams if s.type in ("video", "audio")]
         available = []
@@ -177,6 +188,8 @@ def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interv
 def _demux_into(container: Any, selected: list[Any], index_of: dict[int, int],
                 mults: Sequence[int], rec: Recorder, progress: Progress | None,
                 duration: float) -> None:
+    import numpy as np
+
     nopts = np.iinfo(np.int64).min
     track = np.empty(_BATCH, np.int32)
     dts = np.empty(_BATCH, np.int64)

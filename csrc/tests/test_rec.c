@@ -132,25 +132,45 @@ static int64_t first_tfdt(const uint8_t *d, size_t n, uint32_t track_id) {
   return -1;
 }
 
+typedef struct runctx {
+  sink *s;
+  pyrec_rec_opts ro;
+  int sink_id;
+  int attach_rc;
+} runctx;
+
+static void on_ready(void *opaque, pyrec_flvsrc *src) {
+  runctx *c = opaque;
+  pyrec_rec_callbacks cb = {on_open, on_close, c->s};
+  pyrec_errinfo e;
+  c->attach_rc = pyrec_flvsrc_attach(src, 0x3, &c->ro, &cb, &c->sink_id, &e);
+}
+
+/* Returns the source's error, else the sink's. */
 static int run(sink *s, int64_t interval, int continuity, size_t step, size_t limit) {
+  runctx c;
+  memset(&c, 0, sizeof c);
+  c.s = s;
+  c.sink_id = -1;
+  c.ro.interval_ms = interval;
+  c.ro.continuity = continuity;
+  c.ro.part_duration_ms = 500;
   pyrec_flvsrc_opts o;
   memset(&o, 0, sizeof o);
-  o.want_video = o.want_audio = 1;
-  o.rec.interval_ms = interval;
-  o.rec.continuity = continuity;
-  o.rec.part_duration_ms = 500;
-  pyrec_rec_callbacks cb = {on_open, on_close, s};
+  o.on_ready = on_ready;
+  o.opaque = &c;
   pyrec_flvsrc *src;
   pyrec_errinfo e;
-  int rc = pyrec_flvsrc_new(&src, &o, &cb, &e);
+  int rc = pyrec_flvsrc_new(&src, &o, &e);
   if (rc)
     return rc;
   size_t n = limit ? limit : flv_len;
   for (size_t off = 0; off < n && !rc; off += step)
     rc = pyrec_flvsrc_feed(src, flv + off, off + step <= n ? step : n - off);
   int rc2 = pyrec_flvsrc_close(src);
+  int rc3 = c.sink_id >= 0 ? pyrec_flvsrc_sink_error(src, c.sink_id, NULL) : c.attach_rc;
   pyrec_flvsrc_free(src);
-  return rc ? rc : rc2;
+  return rc ? rc : rc2 ? rc2 : rc3;
 }
 
 static void test_whole_file(void) {

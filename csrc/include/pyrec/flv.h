@@ -84,6 +84,7 @@ typedef struct pyrec_flv_parser {
   uint64_t tags;         /* tags reported */
   uint64_t skipped;      /* tags of unknown type skipped */
   int lax_prev_size;     /* 1: accept a wrong PreviousTagSize (counted in bad_prev_size) */
+  int verify_trailer;    /* files: report a tag only after its PreviousTagSize matched */
   uint64_t bad_prev_size;
   /* internal */
   int64_t unit_off;      /* stream offset of the unit being parsed (header, tag, size) */

@@ -1,6 +1,8 @@
-/* FLV source: FLV tags (from a file or, later, RTMP messages) -> tracks -> recorder.
- * Finds the tracks (order of appearance), their codecs and configuration records, buffers
- * the first tags until every announced track is known, then feeds the recorder. */
+/* FLV source (one stream): FLV tags (from a file, or RTMP messages) -> tracks -> sinks.
+ * Finds the tracks (ids in order of appearance), their codecs and configuration records,
+ * holds the first tags until every announced track is known ("ready"), then fans every
+ * packet out to the attached sinks. A sink is one recorder (its own files, splits and track
+ * selection); its errors stay its own: the stream and the other sinks carry on. */
 #ifndef PYREC_FLVSRC_H
 #define PYREC_FLVSRC_H
 
@@ -10,40 +12,68 @@
 #include "pyrec/flv.h"
 #include "pyrec/rec.h"
 
+#define PYREC_FLVSRC_MAX_SINKS 32
+
+typedef struct pyrec_flvsrc pyrec_flvsrc;
+
 typedef struct pyrec_flvsrc_opts {
-  pyrec_rec_opts rec;      /* wrap_bits is forced to 32 (FLV times are 32-bit ms) */
-  int want_video;          /* record the video track if the source has one */
-  int want_audio;          /* record the audio track if the source has one */
-  uint32_t probe_ms;       /* wait at most this much media time for announced tracks; 0 = 3000 */
-  uint32_t max_tag_size;   /* 0 = 16 MiB */
-  uint32_t max_probe_bytes; /* buffered before the recorder starts; 0 = 32 MiB */
+  uint32_t probe_ms;        /* wait at most this much media time for announced tracks; 0 = 3000 */
+  uint32_t max_tag_size;    /* 0 = 16 MiB */
+  uint32_t max_probe_bytes; /* held before ready; 0 = 32 MiB */
+  int has_video, has_audio; /* tracks announced out of band (RTMP metadata); files use the
+                               FLV header flags */
+  /* Called once when the tracks are known, before the held tags are released: attach sinks
+   * here to record from the very first keyframe. May be NULL. */
+  void (*on_ready)(void *opaque, pyrec_flvsrc *s);
+  void *opaque;
 } pyrec_flvsrc_opts;
+
+typedef struct pyrec_flvsrc_track {
+  int media;   /* PYREC_MEDIA_VIDEO / _AUDIO */
+  int codec;   /* pyrec_codec_id; PYREC_CODEC_NONE for a codec pyrec cannot record */
+  const char *unsupported; /* that codec's name ("Nellymoser", "ac-3"), NULL when supported */
+  uint32_t sample_rate, channels;
+  const uint8_t *config;
+  size_t config_len;
+} pyrec_flvsrc_track;
 
 typedef struct pyrec_flvsrc_stats {
   uint64_t tags;           /* tags seen */
   uint64_t script_tags;
-  uint64_t ignored_tags;   /* tracks not wanted, EOS, metadata/command frames */
-  uint64_t config_changes; /* a new, different sequence header after recording started */
-  int video_track;         /* recorder track index, -1 when none */
-  int audio_track;
-  int video_codec, audio_codec;
+  uint64_t ignored_tags;   /* EOS, metadata/command frames, tracks appearing after ready */
+  uint64_t config_changes; /* a new, different sequence header after ready */
+  uint64_t media_bytes;    /* audio/video payload bytes */
+  unsigned ntracks;
+  int ready;
+  unsigned sinks;          /* attached now */
 } pyrec_flvsrc_stats;
 
-typedef struct pyrec_flvsrc pyrec_flvsrc;
-
-int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o,
-                     const pyrec_rec_callbacks *cb, pyrec_errinfo *err);
+int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o, pyrec_errinfo *err);
 /* Bytes of an FLV file/stream (with its 9-byte header). */
 int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len);
 /* One parsed tag (from an RTMP message). */
 int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag);
-/* End of input: starts the recorder if still probing, closes it (files finished). */
+/* End of input: becomes ready if still probing, closes every sink (files finished).
+ * Returns the source's own error (parsing), not the sinks'. */
 int pyrec_flvsrc_close(pyrec_flvsrc *s);
 void pyrec_flvsrc_free(pyrec_flvsrc *s);
 
+/* Tracks, once ready (ntracks 0 before). */
+unsigned pyrec_flvsrc_ntracks(const pyrec_flvsrc *s);
+const pyrec_flvsrc_track *pyrec_flvsrc_track_info(const pyrec_flvsrc *s, unsigned i);
+
+/* Attach a recorder fed with the tracks whose bit is set in `track_mask` (bit i = track i),
+ * in track order. Only once ready. Returns the sink id in *id. Selecting a track whose codec
+ * is not supported is PYREC_E_CODEC naming it. */
+int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_opts *o,
+                        const pyrec_rec_callbacks *cb, int *id, pyrec_errinfo *err);
+/* Close (finish its files) and remove a sink. Returns the recorder's close result. */
+int pyrec_flvsrc_detach(pyrec_flvsrc *s, int id);
+/* The sink's recorder (NULL for an unknown id) and its sticky error (0 if none). */
+pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id);
+int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out);
+
 void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out);
 const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s);
-/* The recorder, once started (NULL while probing). */
-pyrec_rec *pyrec_flvsrc_recorder(pyrec_flvsrc *s);
 
 #endif

@@ -67,7 +67,7 @@ enum {
 };
 
 typedef struct pyrec_rtmp_limits {
-  uint32_t max_message_size;  /* 0 = 16 MiB; a declared message length above -> TOOBIG */
+  uint32_t max_message_size;  /* 0 = 16 MiB (2^24-1, the field's maximum); above -> TOOBIG */
   uint32_t max_chunk_streams; /* 0 = 64 chunk stream ids in use; one more -> TOOBIG */
   uint32_t window_ack_size;   /* 0 = 2500000: sent to the client; also our initial window */
   uint32_t out_chunk_size;    /* 0 = 4096: our chunk size after connect (128..65536) */
