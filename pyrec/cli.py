@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("record", help="record a file or URL (FLV, MPEG-TS, MP4, MKV, RTSP, HLS) to fMP4")
-    r.add_argument("source", help="an FLV file (read by the C reader) or anything PyAV opens")
+    r.add_argument("source", help="an FLV file (read by the C reader), '-' for FLV on standard "
+                                   "input, or anything PyAV opens (MPEG-TS, MP4, MKV, RTSP, HLS)")
     r.add_argument("-o", "--output", required=True,
                    help="output path template; macros: ${Sequence}, ${StartTime:YYYYMMDDhhmmss}, "
                         "${EndTime:...}, ${Stream}, ${Id}, ...")

@@ -30,6 +30,9 @@ class SourceTrack:
 
 
 def is_flv(source: str) -> bool:
+    """An FLV file (by its signature), or "-": FLV on standard input."""
+    if source == "-":
+        return True
     if not os.path.isfile(source):
         return False
     with open(source, "rb") as f:
@@ -52,7 +55,8 @@ def _select(available: Sequence[SourceTrack], wanted: Sequence[str] | None) -> l
 def _context(source: str, context: PathContext | None) -> PathContext:
     if context is not None:
         return context
-    stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0] or "stream"
+    stem = "stdin" if source == "-" else (
+        os.path.splitext(os.path.basename(source.rstrip("/")))[0] or "stream")
     return PathContext(stream=stem, id=stem)
 
 
@@ -103,19 +107,21 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                                  interval_ms=interval_ms))
 
     src = _core.FlvSource(on_ready)
-    total = os.path.getsize(source) or 1
+    stdin = source == "-"
+    total = 0 if stdin else os.path.getsize(source)
     done = 0
     buf = bytearray(_READ)
     view = memoryview(buf)
     try:
-        with open(source, "rb", buffering=0) as f:
+        with (open(0, "rb", buffering=0, closefd=False) if stdin
+              else open(source, "rb", buffering=0)) as f:
             while True:
                 n = f.readinto(buf)
                 if not n:
                     break
                 src.feed(view[:n])
                 done += n
-                if progress is not None:
+                if progress is not None and total:
                     progress(done / total)
     finally:
         try:
