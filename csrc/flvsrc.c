@@ -336,6 +336,11 @@ int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
   return PYREC_OK;
 }
 
+void pyrec_flvsrc_announce(pyrec_flvsrc *s, int has_video, int has_audio) {
+  s->o.has_video |= has_video != 0;
+  s->o.has_audio |= has_audio != 0;
+}
+
 int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len) {
   if (s->failed)
     return s->err.code;

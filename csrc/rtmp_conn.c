@@ -304,6 +304,9 @@ void pyrec_rtmp_conn_stats(const pyrec_rtmp_conn *c, pyrec_rtmp_stats *out) {
   out->in_chunk_size = c->rd.chunk_size;
   out->out_chunk_size = c->out_chunk;
   out->window_ack_size = c->window;
+  out->buffered = 0;
+  for (uint32_t i = 0; i < c->rd.ncs; i++)
+    out->buffered += c->rd.cs[i].payload.cap;
 }
 
 void pyrec_rtmp_conn_free(pyrec_rtmp_conn *c) {

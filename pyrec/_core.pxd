@@ -1,5 +1,5 @@
 # Declarations of the C core (csrc/include/pyrec/*.h) used by _core.pyx.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "pyrec/error.h" nogil:
@@ -12,6 +12,7 @@ cdef extern from "pyrec/error.h" nogil:
     const char *pyrec_strerror(int code)
     void pyrec_clearerr(pyrec_errinfo *e)
     int PYREC_E_MALFORMED
+    int PYREC_E_NOTRACK_ "PYREC_E_NOTRACK"
     int PYREC_E_CALLBACK
 
 
@@ -162,3 +163,58 @@ cdef extern from "pyrec/flvsrc.h" nogil:
     int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out)
     void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out)
     const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s)
+
+
+cdef extern from "pyrec/rtmp.h" nogil:
+    ctypedef struct pyrec_rtmp_limits:
+        uint32_t max_message_size
+        uint32_t max_chunk_streams
+        uint32_t window_ack_size
+        uint32_t out_chunk_size
+    int PYREC_RTMP_BADNAME
+
+
+cdef extern from "pyrec/server.h" nogil:
+    ctypedef struct pyrec_server:
+        pass
+    ctypedef struct pyrec_server_opts:
+        const char *host
+        uint16_t port
+        uint32_t max_connections
+        uint32_t handshake_timeout_ms
+        uint32_t idle_timeout_ms
+        uint32_t probe_ms
+        pyrec_rtmp_limits rtmp
+    ctypedef struct pyrec_server_callbacks:
+        int (*on_connect)(void *opaque, uint64_t conn, const char *app, const char *tcurl,
+                          const char *peer) noexcept
+        int (*on_publish)(void *opaque, uint64_t conn, uint64_t key, const char *app,
+                          const char *name, const char *query) noexcept
+        void (*on_stream_ready)(void *opaque, uint64_t key) noexcept
+        void (*on_stream_end)(void *opaque, uint64_t key, const char *reason) noexcept
+        void (*on_log)(void *opaque, int level, const char *msg) noexcept
+        void *opaque
+    ctypedef struct pyrec_server_stats:
+        uint64_t accepted, refused, closed
+        uint32_t connections
+        uint32_t streams
+        uint64_t bytes_in
+        uint64_t media_messages
+        uint64_t errors
+    int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
+                         const pyrec_server_callbacks *cb, pyrec_errinfo *err)
+    uint16_t pyrec_server_port(const pyrec_server *s)
+    int pyrec_server_run(pyrec_server *s)
+    void pyrec_server_stop(pyrec_server *s)
+    void pyrec_server_free(pyrec_server *s)
+    int pyrec_server_attach(pyrec_server *s, uint64_t key, uint32_t track_mask,
+                            const pyrec_rec_opts *o, const pyrec_rec_callbacks *cb, int *sink,
+                            pyrec_errinfo *err)
+    int pyrec_server_detach(pyrec_server *s, uint64_t key, int sink, pyrec_errinfo *err)
+    int pyrec_server_split(pyrec_server *s, uint64_t key, int sink, int64_t at_ms)
+    unsigned pyrec_server_tracks(pyrec_server *s, uint64_t key, pyrec_flvsrc_track *out,
+                                 unsigned max)
+    int pyrec_server_sink_stats(pyrec_server *s, uint64_t key, int sink, pyrec_rec_stats *out,
+                                pyrec_errinfo *err)
+    int pyrec_server_kick(pyrec_server *s, uint64_t key)
+    void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out)

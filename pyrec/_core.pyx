@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Thin bindings over the C core. The friendly API lives in pyrec.recorder / pyrec.source."""
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_AsString
 
@@ -444,3 +444,219 @@ def parse_flv(const uint8_t[::1] data not None) -> list:
     finally:
         pyrec_flv_free(&p)
     return out
+
+
+# ---- RTMP ingest server ------------------------------------------------------------------
+
+RTMP_BADNAME = PYREC_RTMP_BADNAME
+
+
+cdef void _handler_failed(object handler, BaseException e) noexcept:
+    try:
+        handler.on_callback_error(e)
+    except BaseException:
+        pass
+
+
+cdef int _srv_connect(void *opaque, uint64_t conn, const char *app, const char *tcurl,
+                      const char *peer) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        return int(self.handler.on_connect(conn, app.decode("utf-8", "replace"),
+                                           tcurl.decode("utf-8", "replace"), peer.decode()))
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+        return -1
+
+
+cdef int _srv_publish(void *opaque, uint64_t conn, uint64_t key, const char *app,
+                      const char *name, const char *query) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        return int(self.handler.on_publish(conn, key, app.decode("utf-8", "replace"),
+                                           name.decode("utf-8", "replace"),
+                                           query.decode("utf-8", "replace")))
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+        return -1
+
+
+cdef void _srv_ready(void *opaque, uint64_t key) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        self.handler.on_stream_ready(key)
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+
+
+cdef void _srv_end(void *opaque, uint64_t key, const char *reason) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        for k in [k for k in self.sinks if k[0] == key]:
+            del self.sinks[k]
+        self.handler.on_stream_end(key, reason.decode())
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+
+
+cdef void _srv_log(void *opaque, int level, const char *msg) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        self.handler.on_log(level, msg.decode("utf-8", "replace"))
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+
+
+cdef class Server:
+    """pyrec_server: the RTMP ingest loop. `handler` receives the events:
+    on_connect(conn, app, tcurl, peer) -> 0 to accept; on_publish(conn, key, app, name, query)
+    -> 0 / RTMP_BADNAME / other; on_stream_ready(key); on_stream_end(key, reason);
+    on_log(level, msg); on_callback_error(exc). They run on the loop thread."""
+    cdef pyrec_server *s
+    cdef object handler
+    cdef dict sinks  # (key, sid) -> _Files
+    cdef bytes _host
+
+    def __cinit__(self, handler, *, str host="0.0.0.0", int port=1935,
+                  uint32_t max_connections=0, uint32_t handshake_timeout_ms=0,
+                  uint32_t idle_timeout_ms=0, uint32_t probe_ms=0,
+                  uint32_t max_message_size=0, uint32_t max_chunk_streams=0):
+        cdef pyrec_server_opts o
+        cdef pyrec_server_callbacks cb
+        cdef pyrec_errinfo err
+        memset(&o, 0, sizeof(o))
+        self._host = host.encode()
+        o.host = self._host
+        o.port = port
+        o.max_connections = max_connections
+        o.handshake_timeout_ms = handshake_timeout_ms
+        o.idle_timeout_ms = idle_timeout_ms
+        o.probe_ms = probe_ms
+        o.rtmp.max_message_size = max_message_size
+        o.rtmp.max_chunk_streams = max_chunk_streams
+        cb.on_connect = _srv_connect
+        cb.on_publish = _srv_publish
+        cb.on_stream_ready = _srv_ready
+        cb.on_stream_end = _srv_end
+        cb.on_log = _srv_log
+        cb.opaque = <void *>self
+        self.handler = handler
+        self.sinks = {}
+        pyrec_clearerr(&err)
+        cdef int rc = pyrec_server_new(&self.s, &o, &cb, &err)
+        if rc:
+            raise _error(rc, &err)
+
+    def __dealloc__(self):
+        if self.s != NULL:
+            pyrec_server_free(self.s)
+            self.s = NULL
+
+    @property
+    def port(self) -> int:
+        return pyrec_server_port(self.s)
+
+    def run(self):
+        """The event loop; returns after stop() (every stream ended, files finished)."""
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_run(self.s)
+        if rc:
+            raise _error(rc, NULL)
+
+    def stop(self):
+        pyrec_server_stop(self.s)
+
+    def attach(self, uint64_t key, uint32_t track_mask, opener, closer, **kw) -> int:
+        cdef pyrec_rec_opts o
+        cdef pyrec_rec_callbacks cb
+        cdef pyrec_errinfo err
+        cdef int sid = -1
+        cdef int rc
+        files = _Files(opener, closer)
+        _rec_opts(&o, kw)
+        cb.open_file = _open_cb
+        cb.close_file = _close_cb
+        cb.opaque = <void *>files
+        pyrec_clearerr(&err)
+        with nogil:
+            rc = pyrec_server_attach(self.s, key, track_mask, &o, &cb, &sid, &err)
+        if rc:
+            raise _error(rc, &err)
+        self.sinks[(key, sid)] = files
+        return sid
+
+    def detach(self, uint64_t key, int sid):
+        """Finish the recording's files; raises its error (its callback's exception first)."""
+        files = self.sinks.pop((key, sid), None)
+        cdef pyrec_errinfo err
+        cdef int rc
+        pyrec_clearerr(&err)
+        with nogil:
+            rc = pyrec_server_detach(self.s, key, sid, &err)
+        if files is not None:
+            exc = (<_Files>files).take_exception()
+            if exc is not None:
+                raise exc
+        if rc:
+            raise _error(rc, &err if err.code == rc else NULL)
+
+    def split(self, uint64_t key, int sid, at_ms=None):
+        cdef int64_t at = PYREC_SPLIT_NOW if at_ms is None else <int64_t>at_ms
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_split(self.s, key, sid, at)
+        if rc:
+            raise _error(rc, NULL)
+
+    def tracks(self, uint64_t key) -> list:
+        cdef pyrec_flvsrc_track t[2]
+        cdef unsigned n, i
+        with nogil:
+            n = pyrec_server_tracks(self.s, key, t, 2)
+        out = []
+        for i in range(n):
+            out.append({"id": i, "kind": "video" if t[i].media == 1 else "audio",
+                        "codec": codec_name(t[i].codec) if t[i].codec else None,
+                        "unsupported": t[i].unsupported.decode() if t[i].unsupported != NULL else None,
+                        "sample_rate": t[i].sample_rate, "channels": t[i].channels})
+        return out
+
+    def sink_stats(self, uint64_t key, int sid):
+        """(stats dict, error or None) of a recording."""
+        cdef pyrec_rec_stats st
+        cdef pyrec_errinfo err
+        cdef int rc
+        pyrec_clearerr(&err)
+        with nogil:
+            rc = pyrec_server_sink_stats(self.s, key, sid, &st, &err)
+        if rc == PYREC_E_NOTRACK_:
+            raise KeyError((key, sid))
+        tracks = []
+        for i in range(st.ntracks):
+            t = &st.track[i]
+            tracks.append({"received": t.received, "written": t.written,
+                           "dropped_start": t.dropped_start, "rejected": t.rejected,
+                           "wraps": t.ts.wraps, "backward": t.ts.backward, "equal": t.ts.equal,
+                           "jumps": t.ts.jumps, "pts_fixed": t.ts.pts_fixed})
+        files = self.sinks.get((key, sid))
+        exc = (<_Files>files).exc if files is not None else None
+        if exc is None and rc:
+            exc = _error(rc, &err)
+        return ({"tracks": tracks, "files": st.files, "media_ms": st.media_ms,
+                 "queued": st.queued}, exc)
+
+    def kick(self, uint64_t key):
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_kick(self.s, key)
+        return rc == 0
+
+    def stats(self) -> dict:
+        cdef pyrec_server_stats st
+        with nogil:
+            pyrec_server_get_stats(self.s, &st)
+        return {"accepted": st.accepted, "refused": st.refused, "closed": st.closed,
+                "connections": st.connections, "streams": st.streams,
+                "bytes_in": st.bytes_in, "media_messages": st.media_messages,
+                "errors": st.errors}

@@ -53,6 +53,9 @@ int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o, pyrec_errin
 int pyrec_flvsrc_feed(pyrec_flvsrc *s, const uint8_t *data, size_t len);
 /* One parsed tag (from an RTMP message). */
 int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag);
+/* Tracks announced out of band after creation (RTMP onMetaData: videocodecid/audiocodecid):
+ * the source waits for them before it becomes ready. No effect once ready. */
+void pyrec_flvsrc_announce(pyrec_flvsrc *s, int has_video, int has_audio);
 /* End of input: becomes ready if still probing, closes every sink (files finished).
  * Returns the source's own error (parsing), not the sinks'. */
 int pyrec_flvsrc_close(pyrec_flvsrc *s);

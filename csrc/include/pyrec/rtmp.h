@@ -107,6 +107,7 @@ typedef struct pyrec_rtmp_stats {
   uint32_t in_chunk_size;     /* the client's chunk size */
   uint32_t out_chunk_size;    /* ours */
   uint32_t window_ack_size;   /* the window our acknowledgements follow */
+  size_t buffered;            /* bytes allocated for partial messages (capacity) */
 } pyrec_rtmp_stats;
 
 typedef struct pyrec_rtmp_conn pyrec_rtmp_conn;

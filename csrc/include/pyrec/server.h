@@ -1,0 +1,83 @@
+/* RTMP ingest server: an epoll loop (run on one thread) that owns the sockets, drives the RTMP
+ * state machine, parses media in C and fans it out to the recorders attached to each stream.
+ * Python is called once per event (connect, publish, stream ready, stream end, file opened
+ * or closed, log line), never per packet or per read.
+ *
+ * Threads: pyrec_server_run() runs the loop on the calling thread. Every other function may
+ * be called from any thread (they take the server's recursive lock), including from inside
+ * the callbacks (which run on the loop thread with the lock held). */
+#ifndef PYREC_SERVER_H
+#define PYREC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyrec/flvsrc.h"
+#include "pyrec/rec.h"
+#include "pyrec/rtmp.h"
+
+enum { PYREC_LOG_DEBUG = 10, PYREC_LOG_INFO = 20, PYREC_LOG_WARNING = 30, PYREC_LOG_ERROR = 40 };
+
+typedef struct pyrec_server_opts {
+  const char *host;              /* bind address; NULL = "0.0.0.0" */
+  uint16_t port;                 /* 0 = an ephemeral port (see pyrec_server_port) */
+  uint32_t max_connections;      /* 0 = 4096 */
+  uint32_t handshake_timeout_ms; /* handshake + connect + publish must finish in this; 0 = 10000 */
+  uint32_t idle_timeout_ms;      /* no bytes for this long closes; 0 = 30000 */
+  uint32_t probe_ms;             /* per stream: wait for announced tracks; 0 = 3000 */
+  pyrec_rtmp_limits rtmp;        /* per connection */
+} pyrec_server_opts;
+
+typedef struct pyrec_server_callbacks {
+  /* `connect` for app (tcUrl as sent): 0 accepts. */
+  int (*on_connect)(void *opaque, uint64_t conn, const char *app, const char *tcurl,
+                    const char *peer);
+  /* `publish` of `name` (query removed; `query` without the '?', "" if none) in app:
+   * 0 accepts and creates stream `key`; PYREC_RTMP_BADNAME / other non-zero refuse. */
+  int (*on_publish)(void *opaque, uint64_t conn, uint64_t key, const char *app,
+                    const char *name, const char *query);
+  /* The stream's tracks are known; attach recorders now to record from its first keyframe. */
+  void (*on_stream_ready)(void *opaque, uint64_t key);
+  /* The stream ended (unpublish, disconnect, error, server stop); every attached recorder
+   * has been closed (files finished) before this is called. `reason` in words. */
+  void (*on_stream_end)(void *opaque, uint64_t key, const char *reason);
+  void (*on_log)(void *opaque, int level, const char *msg);
+  void *opaque;
+} pyrec_server_callbacks;
+
+typedef struct pyrec_server_stats {
+  uint64_t accepted, refused, closed;  /* connections */
+  uint32_t connections;                /* open now */
+  uint32_t streams;                    /* publishing now */
+  uint64_t bytes_in;
+  uint64_t media_messages;
+  uint64_t errors;                     /* connections closed for bad input or timeouts */
+} pyrec_server_stats;
+
+typedef struct pyrec_server pyrec_server;
+
+/* Binds and listens (errors: IO with errno, e.g. EADDRINUSE). */
+int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
+                     const pyrec_server_callbacks *cb, pyrec_errinfo *err);
+uint16_t pyrec_server_port(const pyrec_server *s);
+/* The loop; returns after pyrec_server_stop (every stream ended, every socket closed). */
+int pyrec_server_run(pyrec_server *s);
+void pyrec_server_stop(pyrec_server *s); /* any thread; async-signal-safe */
+void pyrec_server_free(pyrec_server *s);   /* after run returned (or was never called) */
+
+/* Control plane, by stream key. PYREC_E_NOTRACK for an unknown (ended) stream. */
+int pyrec_server_attach(pyrec_server *s, uint64_t key, uint32_t track_mask,
+                        const pyrec_rec_opts *o, const pyrec_rec_callbacks *cb, int *sink,
+                        pyrec_errinfo *err);
+int pyrec_server_detach(pyrec_server *s, uint64_t key, int sink, pyrec_errinfo *err);
+int pyrec_server_split(pyrec_server *s, uint64_t key, int sink, int64_t at_ms);
+/* Copy out the stream's tracks (up to max) and return how many (0 before ready). */
+unsigned pyrec_server_tracks(pyrec_server *s, uint64_t key, pyrec_flvsrc_track *out,
+                             unsigned max);
+int pyrec_server_sink_stats(pyrec_server *s, uint64_t key, int sink, pyrec_rec_stats *out,
+                            pyrec_errinfo *err);
+/* Close the publisher's connection (stream ends as on disconnect). */
+int pyrec_server_kick(pyrec_server *s, uint64_t key);
+void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out);
+
+#endif
