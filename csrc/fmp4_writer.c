@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <limits.h>
 #include <unistd.h>
 
 /* Payload size limit per sample; together with the 1 GiB fragment limit it keeps
@@ -66,6 +68,44 @@ static int write_all(pyrec_mp4w *w, const uint8_t *p, size_t n) {
     done += (size_t)r;
   }
   w->stats.file_bytes += n;
+  return 0;
+}
+
+/* Append the pieces of `iov` at the end of the file with as few system calls as the kernel
+ * allows (one writev normally); same failure handling as write_all. */
+static int writev_all(pyrec_mp4w *w, struct iovec *iov, int n) {
+  uint64_t start = w->stats.file_bytes;
+  size_t total = 0, done = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  while (done < total) {
+    while (n > 0 && iov->iov_len == 0) {
+      iov++;
+      n--;
+    }
+    ssize_t r = writev(w->fd, iov, n > IOV_MAX ? IOV_MAX : n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      int e = r < 0 ? errno : EIO;
+      if (done > 0 && ftruncate(w->fd, (off_t)start) == 0)
+        (void)lseek(w->fd, (off_t)start, SEEK_SET);
+      return io_error(w, "write", start + done, e);
+    }
+    done += (size_t)r;
+    size_t left = (size_t)r;
+    while (left > 0) { /* skip what was written */
+      size_t k = left < iov->iov_len ? left : iov->iov_len;
+      iov->iov_base = (uint8_t *)iov->iov_base + k;
+      iov->iov_len -= k;
+      left -= k;
+      if (iov->iov_len == 0 && n > 1) {
+        iov++;
+        n--;
+      }
+    }
+  }
+  w->stats.file_bytes += total;
   return 0;
 }
 
@@ -305,14 +345,18 @@ static int write_fragment(pyrec_mp4w *w, int last) {
                         "fmp4: fragment of %zu bytes does not fit a 32-bit data offset", total);
   }
   pyrec_fmp4_mdat_header(b, (uint32_t)total);
-  if (pyrec_buf_reserve(b, total) == 0)
-    for (unsigned i = 0; i < w->ntracks; i++)
-      pyrec_buf_put(b, w->tracks[i].data.data, w->tracks[i].emit_bytes);
   if (b->oom)
     return nomem(w);
+  /* moof + mdat header, then each track's media straight from its buffer: one writev. */
+  struct iovec iov[PYREC_MAX_TRACKS + 1];
+  int niov = 0;
+  iov[niov++] = (struct iovec){b->data, b->len};
+  for (unsigned i = 0; i < w->ntracks; i++)
+    if (w->tracks[i].emit_bytes)
+      iov[niov++] = (struct iovec){w->tracks[i].data.data, w->tracks[i].emit_bytes};
 
   uint64_t moof_off = w->stats.file_bytes;
-  int rc = write_all(w, b->data, b->len);
+  int rc = writev_all(w, iov, niov);
   if (rc)
     return rc;
   w->seq++;

@@ -13,6 +13,14 @@ typedef struct qpkt {
   uint8_t data[];
 } qpkt;
 
+/* A packet on its way out: queued (data inside a qpkt) or passing straight through. */
+typedef struct pkt {
+  int64_t dts, pts;
+  unsigned flags;
+  const uint8_t *data;
+  size_t len;
+} pkt;
+
 typedef struct rtrack {
   pyrec_track_desc desc; /* desc.config points into `config` */
   uint8_t *config;
@@ -197,7 +205,7 @@ static int finish_file(pyrec_rec *r, rfile *f) {
   return rc;
 }
 
-static int open_file(pyrec_rec *r, unsigned ti, const qpkt *p, int64_t start_ms) {
+static int open_file(pyrec_rec *r, unsigned ti, const pkt *p, int64_t start_ms) {
   rfile *f = &r->cur;
   memset(f, 0, sizeof *f);
   f->fd = -1;
@@ -250,7 +258,7 @@ static int open_file(pyrec_rec *r, unsigned ti, const qpkt *p, int64_t start_ms)
 }
 
 /* The open file becomes the old one, waiting for each track's next decode time. */
-static int rotate(pyrec_rec *r, unsigned ti, const qpkt *p, int64_t ms) {
+static int rotate(pyrec_rec *r, unsigned ti, const pkt *p, int64_t ms) {
   int rc;
   if (r->have_old) {
     r->have_old = 0;
@@ -291,7 +299,7 @@ static int split_due(const pyrec_rec *r, int64_t ms) {
 }
 
 /* A packet leaves the interleaver, in global decode order. */
-static int emit(pyrec_rec *r, unsigned ti, const qpkt *p) {
+static int emit(pyrec_rec *r, unsigned ti, const pkt *p) {
   rtrack *t = &r->t[ti];
   int is_anchor = r->anchor < 0 || (int)ti == r->anchor;
   int key = is_anchor && (p->flags & PYREC_SAMPLE_KEY || !t->video);
@@ -404,6 +412,21 @@ static int releasable(const pyrec_rec *r, int bi, int force) {
   return 1;
 }
 
+/* No other track can still bring a packet before `dts` of track ti. */
+static int passes(const pyrec_rec *r, unsigned ti, int64_t dts) {
+  uint32_t ts = r->t[ti].desc.timescale;
+  for (unsigned i = 0; i < r->n; i++) {
+    const rtrack *o = &r->t[i];
+    if (i == ti)
+      continue;
+    if (!o->seen || time_lt(o->last_dts, o->desc.timescale, dts, ts))
+      return 0;
+    /* ties: the anchor track goes first, so another track's packet at the same time as a
+     * pending anchor packet must not overtake it (there is none: the queue is empty). */
+  }
+  return 1;
+}
+
 static int drain(pyrec_rec *r, int force) {
   for (;;) {
     int bi = next_track(r);
@@ -415,7 +438,8 @@ static int drain(pyrec_rec *r, int force) {
     if (!t->head)
       t->tail = NULL;
     r->queued--;
-    int rc = r->failed ? r->err.code : emit(r, (unsigned)bi, p);
+    pkt v = {p->dts, p->pts, p->flags, p->data, p->len};
+    int rc = r->failed ? r->err.code : emit(r, (unsigned)bi, &v);
     free(p);
     if (rc)
       return rc;
@@ -441,6 +465,12 @@ int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsi
   pyrec_tsfix_apply(&t->fix, dts, pts, &odts, &opts);
   t->seen = 1;
   t->last_dts = odts;
+  if (r->queued == 0 && passes(r, track, odts)) {
+    /* Nothing waits and no other track can bring anything earlier: straight through,
+     * without a copy (the common case for a single track and for ordered input). */
+    pkt v = {odts, opts, flags, data, len};
+    return emit(r, track, &v);
+  }
   qpkt *p = malloc(sizeof *p + len);
   if (!p)
     return fail(r, PYREC_E_NOMEM, NULL);
