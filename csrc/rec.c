@@ -168,6 +168,11 @@ static void fill_file_info(pyrec_rec *r, const rfile *f, int error, pyrec_rec_fi
   info->start_ms = f->start_ms;
   info->end_ms = f->start_ms;
   info->error = error;
+  info->error_msg = "";
+  if (error) {
+    const pyrec_errinfo *e = f->w ? pyrec_mp4w_error(f->w) : NULL;
+    info->error_msg = e && e->code ? e->msg : r->err.code ? r->err.msg : pyrec_strerror(error);
+  }
   if (!f->w)
     return;
   const pyrec_mp4w_stats *s = pyrec_mp4w_get_stats(f->w);
@@ -558,6 +563,15 @@ void pyrec_rec_get_stats(const pyrec_rec *r, pyrec_rec_stats *out) {
   for (unsigned i = 0; i < r->n; i++) {
     out->track[i] = r->t[i].st;
     out->track[i].ts = r->t[i].fix.c;
+  }
+  if (r->have_cur && r->cur.w) {
+    const pyrec_mp4w_stats *ws = pyrec_mp4w_get_stats(r->cur.w);
+    out->file_open = 1;
+    out->file_sequence = r->cur.seq;
+    out->file_start_ms = r->cur.start_ms;
+    out->file_bytes = ws->file_bytes;
+    for (unsigned i = 0; i < ws->ntracks; i++)
+      out->file_payload_bytes += ws->track[i].bytes;
   }
 }
 

@@ -162,7 +162,7 @@ static int do_publish(pyrec_rtmp_conn *c, const rtmp_msg *m, const pyrec_amf0_va
     rtmp_refuse(c);
     return -1;
   }
-  memcpy(s->name, name, sizeof name);
+  memcpy(s->name, name, strlen(name) + 1);
   s->publishing = 1;
   rtmp_update_state(c);
   uint8_t begin[6] = {0, 0, (uint8_t)(s->id >> 24), (uint8_t)(s->id >> 16),

@@ -69,6 +69,7 @@ cdef extern from "pyrec/rec.h" nogil:
         uint64_t payload_bytes
         uint64_t packets
         int error
+        const char *error_msg
         const pyrec_mp4w_stats *stats
     ctypedef struct pyrec_rec_callbacks:
         int (*open_file)(void *opaque, uint32_t sequence, int64_t start_ms, int *fd) noexcept
@@ -82,6 +83,11 @@ cdef extern from "pyrec/rec.h" nogil:
         uint32_t files
         int64_t media_ms
         uint64_t queued
+        int file_open
+        uint32_t file_sequence
+        int64_t file_start_ms
+        uint64_t file_bytes
+        uint64_t file_payload_bytes
         pyrec_rec_track_stats track[16]
     ctypedef struct pyrec_rec:
         pass

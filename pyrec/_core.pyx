@@ -67,6 +67,7 @@ cdef dict _file_dict(const pyrec_rec_file *f):
     return {"sequence": f.sequence, "fd": f.fd, "start_ms": f.start_ms, "end_ms": f.end_ms,
             "bytes": f.bytes, "payload_bytes": f.payload_bytes, "packets": f.packets,
             "error": (pyrec_errname(f.error).decode() if f.error else None),
+            "error_message": (f.error_msg.decode("utf-8", "replace") if f.error and f.error_msg != NULL else None),
             "fragments": (f.stats.fragments if f.stats != NULL else 0), "tracks": tracks}
 
 
@@ -131,7 +132,10 @@ cdef dict _rec_stats(const pyrec_rec *r):
                        "dropped_start": t.dropped_start, "rejected": t.rejected,
                        "wraps": t.ts.wraps, "backward": t.ts.backward, "equal": t.ts.equal,
                        "jumps": t.ts.jumps, "pts_fixed": t.ts.pts_fixed})
-    return {"tracks": tracks, "files": s.files, "media_ms": s.media_ms, "queued": s.queued}
+    return {"tracks": tracks, "files": s.files, "media_ms": s.media_ms, "queued": s.queued,
+            "file": ({"sequence": s.file_sequence, "start_ms": s.file_start_ms,
+                      "bytes": s.file_bytes, "payload_bytes": s.file_payload_bytes}
+                     if s.file_open else None)}
 
 
 cdef class Recorder:
@@ -644,7 +648,10 @@ cdef class Server:
         if exc is None and rc:
             exc = _error(rc, &err)
         return ({"tracks": tracks, "files": st.files, "media_ms": st.media_ms,
-                 "queued": st.queued}, exc)
+                 "queued": st.queued,
+                 "file": ({"sequence": st.file_sequence, "start_ms": st.file_start_ms,
+                           "bytes": st.file_bytes, "payload_bytes": st.file_payload_bytes}
+                          if st.file_open else None)}, exc)
 
     def kick(self, uint64_t key):
         cdef int rc

@@ -97,7 +97,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or file list")
     r.set_defaults(func=_record)
+
+    s = sub.add_parser("serve", help="RTMP ingest + OvenMediaEngine-compatible Record API")
+    s.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    s.add_argument("--host", help="bind address (default 0.0.0.0)")
+    s.add_argument("--api-port", type=int, help="Record API port (default 8081)")
+    s.add_argument("--rtmp-port", type=int, help="RTMP port (default 1935)")
+    s.add_argument("--access-token", help="API AccessToken, usually user:password "
+                                          "(default: generated and printed once)")
+    s.add_argument("--record-root", metavar="DIR", help="root directory of recordings (default ./records)")
+    s.add_argument("--no-auth", action="store_true",
+                   help="no API authentication (only allowed with --host 127.0.0.1)")
+    s.set_defaults(func=_serve)
     return p
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pyrec.config import ConfigError, load_config
+    from pyrec.serve import run
+
+    try:
+        cfg = load_config(args.config, host=args.host, api_port=args.api_port,
+                          rtmp_port=args.rtmp_port, access_token=args.access_token,
+                          record_root=args.record_root, no_auth=args.no_auth or None)
+    except (ConfigError, OSError) as e:
+        print(f"pyrec: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run(cfg)
+    except OSError as e:
+        print(f"pyrec: error: {e}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

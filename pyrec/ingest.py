@@ -87,11 +87,12 @@ class LiveStream:
     tracks: list[StreamTrack] = field(default_factory=list)
     ready: bool = False
     ended: bool = False
+    track_names: tuple[str, str] = (DEFAULT_VIDEO_NAME, DEFAULT_AUDIO_NAME)
 
-    def record(self, output: Output, *, track_ids: Iterable[int] | None = None,
+    def record(self, output: Output | None = None, *, track_ids: Iterable[int] | None = None,
                context: PathContext | None = None,
                on_file: Callable[[RecordedFile], None] | None = None,
-               **rec_options: Any) -> LiveRecording:
+               sink: FileSink | None = None, **rec_options: Any) -> LiveRecording:
         """Attach a recording of the selected tracks (all by default). Call from
         on_stream_ready to record from the first keyframe; later calls start at the next one."""
         ids = sorted(set(track_ids)) if track_ids is not None else [t.id for t in self.tracks]
@@ -100,9 +101,12 @@ class LiveStream:
             if not 0 <= i < len(self.tracks):
                 raise ValueError(f"stream {self.name} has no track {i}")
             mask |= 1 << i
-        ctx = context or PathContext(vhost=self.vhost, app=self.app, stream=self.name,
-                                     id=self.name)
-        sink = FileSink(output, context=ctx, on_file=on_file)
+        if sink is None:
+            if output is None:
+                raise ValueError("record() needs an output template or a sink")
+            ctx = context or PathContext(vhost=self.vhost, app=self.app, stream=self.name,
+                                         id=self.name)
+            sink = FileSink(output, context=ctx, on_file=on_file, live=True)
         sid = self.server.core.attach(self.key, mask, sink.open, sink.close, **rec_options)
         return LiveRecording(self, sid, sink, ids)
 
@@ -117,8 +121,13 @@ class IngestServer:
                  apps: dict[str, tuple[str, str]] | Sequence[str] = ("app",),
                  limits: IngestLimits = IngestLimits(),
                  on_stream_ready: Callable[[LiveStream], None] | None = None,
-                 on_stream_end: Callable[[LiveStream, str], None] | None = None) -> None:
+                 on_stream_end: Callable[[LiveStream, str], None] | None = None,
+                 resolver: Callable[[str, str], tuple[str, tuple[str, str]] | None] | None = None
+                 ) -> None:
+        """`resolver(app, tcurl)` -> (vhost, (video name, audio name)) or None to refuse;
+        by default: `vhost` and the `apps` given."""
         self.vhost = vhost
+        self.resolver = resolver
         if isinstance(apps, dict):
             self.apps = dict(apps)
         else:
@@ -127,8 +136,8 @@ class IngestServer:
         self._end_listener = on_stream_end
         self._lock = threading.RLock()
         self.streams: dict[int, LiveStream] = {}
-        self._by_name: dict[tuple[str, str], LiveStream] = {}
-        self._peers: dict[int, str] = {}
+        self._by_name: dict[tuple[str, str, str], LiveStream] = {}
+        self._conns: dict[int, tuple[str, str, tuple[str, str]]] = {}  # conn -> (peer, vhost, names)
         self.core = _core.Server(
             self, host=host, port=port, max_connections=limits.max_connections,
             handshake_timeout_ms=limits.handshake_timeout_ms,
@@ -154,9 +163,9 @@ class IngestServer:
             self._thread.join(timeout)
             self._thread = None
 
-    def find(self, app: str, name: str) -> LiveStream | None:
+    def find(self, app: str, name: str, vhost: str | None = None) -> LiveStream | None:
         with self._lock:
-            return self._by_name.get((app, name))
+            return self._by_name.get((vhost or self.vhost, app, name))
 
     def live(self) -> list[LiveStream]:
         with self._lock:
@@ -168,29 +177,41 @@ class IngestServer:
     # ---- events from the loop thread -------------------------------------------------
 
     def on_connect(self, conn: int, app: str, tcurl: str, peer: str) -> int:
-        self._peers[conn] = peer
-        return 0 if app in self.apps else 1
+        if self.resolver is not None:
+            found = self.resolver(app, tcurl)
+        elif app in self.apps:
+            found = (self.vhost, self.apps[app])
+        else:
+            found = None
+        if found is None:
+            return 1
+        with self._lock:
+            self._conns[conn] = (peer, found[0], found[1])
+        return 0
 
     def on_publish(self, conn: int, key: int, app: str, name: str, query: str) -> int:
         with self._lock:
-            if (app, name) in self._by_name:
+            peer, vhost, names = self._conns.pop(conn, ("?", self.vhost, (DEFAULT_VIDEO_NAME,
+                                                                           DEFAULT_AUDIO_NAME)))
+            if (vhost, app, name) in self._by_name:
                 return int(_core.RTMP_BADNAME)
-            st = LiveStream(self, key, self.vhost, app, name, query, self._peers.pop(conn, "?"))
+            st = LiveStream(self, key, vhost, app, name, query, peer)
+            st.track_names = names
             self.streams[key] = st
-            self._by_name[(app, name)] = st
+            self._by_name[(vhost, app, name)] = st
         return 0
 
     def on_stream_ready(self, key: int) -> None:
         st = self.streams.get(key)
         if st is None:
             return
-        video_name, audio_name = self.apps.get(st.app, (DEFAULT_VIDEO_NAME, DEFAULT_AUDIO_NAME))
+        video_name, audio_name = st.track_names
         st.tracks = [StreamTrack(t["id"], video_name if t["kind"] == "video" else audio_name,
                                  t["kind"], t["codec"], t["unsupported"], t["sample_rate"],
                                  t["channels"]) for t in self.core.tracks(key)]
         st.ready = True
         desc = ", ".join(f"{t.id}:{t.name}={t.codec or t.unsupported}" for t in st.tracks)
-        log.info("stream %s/%s ready: %s", st.app, st.name, desc)
+        log.info("stream %s/%s/%s ready: %s", st.vhost, st.app, st.name, desc)
         if self._ready_listener is not None:
             self._ready_listener(st)
 
@@ -199,7 +220,7 @@ class IngestServer:
             st = self.streams.pop(key, None)
             if st is None:
                 return
-            self._by_name.pop((st.app, st.name), None)
+            self._by_name.pop((st.vhost, st.app, st.name), None)
         st.ended = True
         if self._end_listener is not None:
             self._end_listener(st, reason)

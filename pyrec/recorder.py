@@ -35,6 +35,7 @@ class RecordedFile:
     payload_bytes: int
     packets: int
     error: str | None = None
+    error_message: str | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
     tracks: list[dict[str, Any]] = field(default_factory=list)
@@ -57,16 +58,30 @@ class FileSink:
 
     def __init__(self, output: Output, *, context: PathContext | None = None,
                  overwrite: bool = False, clock: Callable[[], datetime] = _now,
-                 on_file: Callable[[RecordedFile], None] | None = None) -> None:
+                 on_file: Callable[[RecordedFile], None] | None = None,
+                 on_open: Callable[[int, str, datetime], None] | None = None,
+                 live: bool = False,
+                 resolve: Callable[[str], str] | None = None,
+                 keep_files: bool = True, sequence_offset: int = 0) -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
         self.on_file = on_file
+        self.on_open = on_open
+        self.resolve = resolve
+        self.keep_files = keep_files
+        self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
         self.files: list[RecordedFile] = []
+        self.clock = clock
+        self.live = live
         self.t0 = clock()
         self._open: dict[int, tuple[str, str | None, datetime]] = {}  # fd -> (path, final tmpl, start)
 
     def wall(self, media_ms: int) -> datetime:
+        """Wall time of a media time: the clock itself for live sources (names follow the
+        real start), t0 + media offset for files recorded faster than real time."""
+        if self.live:
+            return self.clock()
         return self.t0 + timedelta(milliseconds=media_ms)
 
     def _ctx(self, sequence: int, start: datetime, end: datetime | None) -> PathContext:
@@ -76,6 +91,7 @@ class FileSink:
                            start_time=start, end_time=end)
 
     def open(self, sequence: int, start_ms: int) -> int:
+        sequence += self.sequence_offset
         start = self.wall(start_ms)
         later: str | None = None
         if callable(self.output):
@@ -88,6 +104,8 @@ class FileSink:
                 path = str(final_dir / f".pyrec-{os.getpid()}-{id(self)}-{sequence}.part")
             else:
                 path = expand(template, self._ctx(sequence, start, None))
+        if self.resolve is not None:
+            path = self.resolve(path)  # the final name is resolved again at close
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, exist_ok=True)
@@ -98,25 +116,32 @@ class FileSink:
         except FileExistsError:
             raise FileExistsError(f"output file exists, not overwriting: {path}") from None
         self._open[fd] = (path, later, start)
+        if self.on_open is not None:
+            self.on_open(sequence, path, start)
         return fd
 
     def close(self, info: dict[str, Any]) -> None:
         fd = info["fd"]
         path, later, start = self._open.pop(fd)
-        end = self.wall(info["end_ms"])
+        end = self.clock() if self.live else self.wall(info["end_ms"])
         try:
             if info["error"] is None:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        sequence = info["sequence"] + self.sequence_offset
         if later is not None:
-            path = self._rename(path, expand(later, self._ctx(info["sequence"], start, end)))
-        rf = RecordedFile(path=path, sequence=info["sequence"], start_ms=info["start_ms"],
+            final = expand(later, self._ctx(sequence, start, end))
+            if self.resolve is not None:
+                final = self.resolve(final)
+            path = self._rename(path, final)
+        rf = RecordedFile(path=path, sequence=sequence, start_ms=info["start_ms"],
                           end_ms=info["end_ms"], bytes=info["bytes"],
                           payload_bytes=info["payload_bytes"], packets=info["packets"],
-                          error=info["error"], start_time=start, end_time=end,
-                          tracks=info["tracks"])
-        self.files.append(rf)
+                          error=info["error"], error_message=info.get("error_message"),
+                          start_time=start, end_time=end, tracks=info["tracks"])
+        if self.keep_files:
+            self.files.append(rf)
         if self.on_file is not None:
             self.on_file(rf)
 

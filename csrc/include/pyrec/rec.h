@@ -33,6 +33,7 @@ typedef struct pyrec_rec_file {
   uint64_t payload_bytes;   /* media bytes */
   uint64_t packets;         /* samples in the file (all tracks) */
   int error;                /* 0, or the error that ended this file (e.g. PYREC_E_IO) */
+  const char *error_msg;    /* that error in words (e.g. the OS reason), "" when none */
   const pyrec_mp4w_stats *stats; /* per-track details, valid during the callback */
 } pyrec_rec_file;
 
@@ -59,6 +60,11 @@ typedef struct pyrec_rec_stats {
   uint32_t files;          /* files opened so far */
   int64_t media_ms;        /* media time recorded so far (end of the last released packet) */
   uint64_t queued;         /* packets waiting in the interleaver */
+  int file_open;           /* a file is open now: */
+  uint32_t file_sequence;  /*   its sequence */
+  int64_t file_start_ms;   /*   its start (media ms) */
+  uint64_t file_bytes;     /*   bytes written to it so far */
+  uint64_t file_payload_bytes;
   pyrec_rec_track_stats track[PYREC_MAX_TRACKS];
 } pyrec_rec_stats;
 

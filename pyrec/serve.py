@@ -1,0 +1,126 @@
+"""`pyrec serve`: RTMP ingest + task manager + Record API (Falcon app on waitress), with
+embedded defaults: vhost `default`, app `app`, root `./records`, SQLite task store."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from urllib.parse import urlparse
+
+from pyrec.config import Config
+from pyrec.ingest import IngestServer
+from pyrec.store import TaskStore
+from pyrec.tasks import TaskManager
+
+__all__ = ["Service"]
+
+log = logging.getLogger("pyrec.serve")
+
+
+class Service:
+    """Everything `pyrec serve` runs, startable and stoppable in-process (tests use it)."""
+
+    def __init__(self, config: Config, *, clock=None, tick_seconds: float = 0.2) -> None:
+        from waitress.server import create_server
+
+        from pyrec.api import create_app
+
+        self.config = config
+        config.record_root.mkdir(parents=True, exist_ok=True)
+        self.recovered = self._scan_unfinished()
+        self.store = TaskStore(config.database)
+        kw = {"clock": clock} if clock is not None else {}
+        self.manager = TaskManager(config, store=self.store, **kw)
+        self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
+                                   limits=config.limits, resolver=self._resolve)
+        self.manager.attach_ingest(self.ingest)
+        self.app = create_app(self.manager, config)
+        self.http = create_server(self.app, host=config.host, port=config.api_port, threads=8,
+                                  ident="pyrec", clear_untrusted_proxy_headers=True)
+        self.tick_seconds = tick_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def api_port(self) -> int:
+        return int(self.http.effective_port)  # type: ignore[union-attr]
+
+    @property
+    def rtmp_port(self) -> int:
+        return self.ingest.port
+
+    def _resolve(self, app: str, tcurl: str) -> tuple[str, tuple[str, str]] | None:
+        host = urlparse(tcurl).hostname or ""
+        v = self.config.vhost_for_host(host)
+        a = v.apps.get(app)
+        return (v.name, (a.video_name, a.audio_name)) if a is not None else None
+
+    def _scan_unfinished(self) -> list[str]:
+        """Files left open by a crash (not tracked by a task): finalise and report them."""
+        try:
+            from pyrec import repair
+        except ImportError:  # pragma: no cover
+            return []
+        roots = {self.config.record_root.resolve()}
+        roots |= {a.root.resolve() for v in self.config.vhosts.values() for a in v.apps.values()}
+        out = []
+        for root in roots:
+            if not root.exists():
+                continue
+            for path in repair.find_unfinished(root):
+                rep = repair.repair(path)
+                log.warning("found %s left open by a crash: %s (%s)", path, rep.status, rep.message)
+                out.append(str(path))
+        return out
+
+    def start(self) -> Service:
+        self.ingest.start()
+        t = threading.Thread(target=self.http.run, name="pyrec-api", daemon=True)
+        t.start()
+        ticker = threading.Thread(target=self._tick, name="pyrec-tick", daemon=True)
+        ticker.start()
+        self._threads = [t, ticker]
+        log.info("Record API on http://%s:%d, RTMP on port %d, records under %s",
+                 self.config.host, self.api_port, self.rtmp_port, self.config.record_root)
+        return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.manager.tick()
+            except Exception:  # keep ticking; log loudly
+                log.exception("schedule tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.http.close()
+        self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
+        self.manager.close()
+        for t in self._threads:
+            t.join(5)
+
+
+def run(config: Config) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    svc = Service(config)
+    if config.token_generated:
+        # Printed once, on stdout only (never logged).
+        print(f"pyrec: generated access token (use HTTP Basic auth): {config.access_token}",
+              flush=True)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    svc.start()
+    while not done.wait(1.0):
+        pass
+    log.info("stopping: finishing open files")
+    svc.stop()
+    return 0
+
+

@@ -1,0 +1,647 @@
+"""Recording tasks (the Record API's model, spec sections 4-10) and the TaskManager that runs
+them against live streams: reservations, several tasks per stream, track selection, interval
+and schedule splits, path templates under the app root, info XML, persistence and recovery.
+
+Locking: the manager's lock protects Python state only. It is never held while calling into
+the ingest server from a thread other than the server's loop thread (the loop thread calls
+us with the server's lock held; taking ours inside it is the one allowed order)."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import string
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyrec import _core
+from pyrec.config import AppConfig, Config
+from pyrec.errors import ApiError
+from pyrec.infoxml import InfoEntry, append_entry
+from pyrec.ingest import IngestServer, LiveRecording, LiveStream
+from pyrec.paths import PathContext, PathEscapeError, expand, resolve_under
+from pyrec.recorder import FileSink, RecordedFile
+from pyrec.schedule import Schedule, ScheduleError
+from pyrec.store import TaskStore
+
+__all__ = ["TaskManager", "Task", "TaskSpec", "iso_time"]
+
+log = logging.getLogger("pyrec.tasks")
+
+Clock = Callable[[], datetime]
+_EXTENSIONS = (".mp4", ".m4v", ".m4a")
+_TXN_ALPHABET = string.ascii_letters + string.digits
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def iso_time(t: datetime | None) -> str | None:
+    """2023-03-15T21:15:20.113+09:00 (milliseconds, numeric offset, never Z)."""
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.astimezone()
+    return t.isoformat(timespec="milliseconds")
+
+
+@dataclass
+class TaskSpec:
+    """A validated :startRecord request."""
+
+    id: str
+    stream_name: str
+    variant_names: list[str] = field(default_factory=list)
+    track_ids: list[int] = field(default_factory=list)
+    interval: int | None = None
+    schedule: str | None = None
+    segmentation_rule: str | None = None
+    file_path: str | None = None
+    info_path: str | None = None
+    metadata: str | None = None
+    is_config: bool = False
+
+    @property
+    def continuity(self) -> bool:
+        return self.segmentation_rule == "continuity"
+
+
+def _bad(field_name: str, why: str) -> ApiError:
+    return ApiError(400, f"Invalid [{field_name}] parameter: {why}")
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(name, "expected integer milliseconds")
+    if isinstance(value, float) and not value.is_integer():
+        raise _bad(name, "expected integer milliseconds")
+    return int(value)
+
+
+def parse_spec(body: dict[str, Any], *, is_config: bool = False) -> TaskSpec:
+    """Validate a :startRecord body in the contract's order (spec section 4): required fields,
+    interval+schedule, schedule syntax, then types and values. Duplicates are the manager's."""
+    rid = body.get("id")
+    stream = body.get("stream")
+    name = stream.get("name") if isinstance(stream, dict) else None
+    missing = []
+    if rid is None or rid == "":
+        missing.append(" id")
+    if name is None or name == "":
+        missing.append(" stream.name")
+    if missing:
+        raise ApiError(400, f"There is no required parameter [{''.join(missing)}]")
+    if not isinstance(rid, str):
+        raise _bad("id", "expected a string")
+    if not isinstance(stream, dict):
+        raise _bad("stream", "expected an object")
+    if not isinstance(name, str):
+        raise _bad("stream.name", "expected a string")
+    interval, schedule = body.get("interval"), body.get("schedule")
+    if interval is not None and schedule is not None:
+        raise ApiError(400, "[Interval] and [Schedule] cannot be used at the same time")
+    if schedule is not None:
+        try:
+            Schedule(schedule)
+        except ScheduleError:
+            raise ApiError(400, "Invalid [schedule] parameter") from None
+    spec = TaskSpec(id=rid, stream_name=name, is_config=is_config, schedule=schedule)
+    if interval is not None:
+        spec.interval = _int(interval, "interval")
+        if spec.interval < 0:
+            raise _bad("interval", "must be >= 0 milliseconds")
+        if spec.interval == 0:
+            spec.interval = None
+    variants = stream.get("variantNames")
+    if variants is not None:
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            raise _bad("stream.variantNames", "expected an array of strings")
+        spec.variant_names = list(variants)
+    for key in ("trackIds", "tracks"):
+        ids = stream.get(key)
+        if ids is None:
+            continue
+        if not isinstance(ids, list) or not all(
+                isinstance(i, (int, float)) and not isinstance(i, bool)
+                and float(i).is_integer() for i in ids):
+            raise _bad(f"stream.{key}", "expected an array of integers")
+        spec.track_ids.extend(int(i) for i in ids if int(i) not in spec.track_ids)
+    rule = body.get("segmentationRule")
+    if rule is not None:
+        if rule not in ("continuity", "discontinuity"):
+            raise _bad("segmentationRule", "expected \"continuity\" or \"discontinuity\"")
+        spec.segmentation_rule = rule
+    for key, attr in (("filePath", "file_path"), ("infoPath", "info_path"),
+                      ("metadata", "metadata")):
+        v = body.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise _bad(key, "expected a string")
+        setattr(spec, attr, v)
+    return spec
+
+
+@dataclass
+class Task:
+    spec: TaskSpec
+    vhost: str
+    app: str
+    created: datetime
+    transaction_id: str
+    state: str = "ready"
+    error: str | None = None
+    next_sequence: int = 0
+    # the file being written (or the last one)
+    sequence: int | None = None
+    output_file: str | None = None       # relative to the root
+    output_info: str | None = None
+    open_path: str | None = None          # absolute path while a file is open (crash recovery)
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+    record_bytes: int = 0
+    record_time: int = 0
+    total_bytes: int = 0
+    total_time: int = 0
+    files: int = 0
+    skipped_tracks: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    # live binding
+    recording: LiveRecording | None = None
+    stream: LiveStream | None = None
+    attaching: bool = False
+    stopping: bool = False
+    next_boundary: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.vhost, self.app, self.spec.id)
+
+    def to_json(self, live: dict[str, Any] | None = None) -> dict[str, Any]:
+        s = self.spec
+        out: dict[str, Any] = {
+            "id": s.id, "vhost": self.vhost, "app": self.app, "state": self.state,
+            "createdTime": iso_time(self.created),
+            "stream": {"name": s.stream_name, "trackIds": list(s.track_ids),
+                       "variantNames": list(s.variant_names)},
+            "isConfig": s.is_config,
+        }
+        for key, val in (("interval", s.interval), ("schedule", s.schedule),
+                         ("segmentationRule", s.segmentation_rule), ("metadata", s.metadata),
+                         ("filePath", s.file_path), ("infoPath", s.info_path)):
+            if val:
+                out[key] = val
+        if self.output_file:
+            out["outputFilePath"] = self.output_file
+        if self.output_info:
+            out["outputInfoPath"] = self.output_info
+        rec_bytes, rec_time = self.record_bytes, self.record_time
+        if live is not None:
+            rec_bytes, rec_time = live["bytes"], live["time"]
+        if self.sequence is not None:
+            out["sequence"] = self.sequence
+            out["startTime"] = iso_time(self.start_time)
+            out["recordBytes"] = rec_bytes
+            out["recordTime"] = rec_time
+            out["totalRecordBytes"] = self.total_bytes + (rec_bytes if live else 0)
+            out["totalRecordTime"] = self.total_time + (rec_time if live else 0)
+        if self.state in ("stopped", "error") and self.finish_time is not None:
+            out["finishTime"] = iso_time(self.finish_time)
+        if self.error:
+            out["error"] = self.error
+        if self.skipped_tracks:
+            out["skippedTracks"] = list(self.skipped_tracks)
+        if self.recovered:
+            out["recoveredFiles"] = list(self.recovered)
+        out["files"] = self.files
+        return out
+
+    def persist(self) -> dict[str, Any]:
+        s = self.spec
+        return {"spec": {"id": s.id, "stream_name": s.stream_name,
+                         "variant_names": s.variant_names, "track_ids": s.track_ids,
+                         "interval": s.interval, "schedule": s.schedule,
+                         "segmentation_rule": s.segmentation_rule, "file_path": s.file_path,
+                         "info_path": s.info_path, "metadata": s.metadata,
+                         "is_config": s.is_config},
+                "created": iso_time(self.created), "transaction_id": self.transaction_id,
+                "state": self.state, "error": self.error, "next_sequence": self.next_sequence,
+                "sequence": self.sequence, "output_file": self.output_file,
+                "output_info": self.output_info, "open_path": self.open_path,
+                "start_time": iso_time(self.start_time),
+                "finish_time": iso_time(self.finish_time), "record_bytes": self.record_bytes,
+                "record_time": self.record_time, "total_bytes": self.total_bytes,
+                "total_time": self.total_time, "files": self.files,
+                "recovered": self.recovered}
+
+    @classmethod
+    def restore(cls, vhost: str, app: str, d: dict[str, Any]) -> Task:
+        t = cls(TaskSpec(**d["spec"]), vhost, app, datetime.fromisoformat(d["created"]),
+                d["transaction_id"])
+        for k in ("state", "error", "next_sequence", "sequence", "output_file", "output_info",
+                  "open_path", "record_bytes", "record_time", "total_bytes", "total_time",
+                  "files", "recovered"):
+            setattr(t, k, d.get(k, getattr(t, k)))
+        for k in ("start_time", "finish_time"):
+            if d.get(k):
+                setattr(t, k, datetime.fromisoformat(d[k]))
+        return t
+
+
+class TaskManager:
+    """Runs the Record API's tasks. `ingest` may be None (no live streams: every task is a
+    reservation). `clock` is injected so schedules are driven without sleeping."""
+
+    def __init__(self, config: Config, *, store: TaskStore | None = None,
+                 ingest: IngestServer | None = None, clock: Clock = _now) -> None:
+        self.config = config
+        self.store = store if store is not None else TaskStore(None)
+        self.clock = clock
+        self.ingest: IngestServer | None = None
+        self._lock = threading.RLock()
+        self._tasks: dict[tuple[str, str], dict[str, Task]] = {}
+        for vhost, app, _id, data in self.store.load():
+            try:
+                task = Task.restore(vhost, app, data)
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("task %s/%s/%s in the store is unreadable: %s", vhost, app, _id, e)
+                continue
+            if task.state in ("recording", "stopping"):
+                task.state = "ready"  # interrupted: resumes when its stream is published
+            self._tasks.setdefault((vhost, app), {})[task.spec.id] = task
+        self._recover()
+        if ingest is not None:
+            self.attach_ingest(ingest)
+
+    # ---- set-up ----------------------------------------------------------------------
+
+    def attach_ingest(self, ingest: IngestServer) -> None:
+        self.ingest = ingest
+        ingest._ready_listener = self.on_stream_ready
+        ingest._end_listener = self.on_stream_end
+
+    def _recover(self) -> None:
+        """Files left open by a crash: finalise them and report them (log + task info)."""
+        try:
+            from pyrec import repair
+        except ImportError:  # pragma: no cover - repair ships with the package
+            return
+        for task in self.all_tasks():
+            if not task.open_path:
+                continue
+            path = task.open_path
+            task.open_path = None
+            if os.path.exists(path):
+                rep = repair.repair(path)
+                log.warning("recovered %s after a crash: %s (%s)", path, rep.status, rep.message)
+                task.recovered.append(self._relative(task, path))
+                task.files += 1
+            self._save(task)
+
+    def all_tasks(self) -> list[Task]:
+        with self._lock:
+            return [t for d in self._tasks.values() for t in d.values()]
+
+    def close(self) -> None:
+        """Stop recording (files finished; tasks stay stored and resume after a restart)."""
+        for task in self.all_tasks():
+            rec = task.recording
+            if rec is not None:
+                task.stopping = False
+                try:
+                    rec.stop()
+                except _core.PyrecError as e:
+                    log.warning("task %s: %s", task.spec.id, e)
+        self.store.close()
+
+    # ---- the Record API --------------------------------------------------------------
+
+    def check_app(self, vhost: str, app: str) -> AppConfig:
+        v = self.config.vhosts.get(vhost)
+        if v is None:
+            raise ApiError(404, f"Could not find the virtual host: [{vhost}]")
+        a = v.apps.get(app)
+        if a is None:
+            raise ApiError(404, f"Could not find the application: [{vhost}/{app}]")
+        return a
+
+    def start_record(self, vhost: str, app: str, body: dict[str, Any], *,
+                     is_config: bool = False) -> dict[str, Any]:
+        appcfg = self.check_app(vhost, app)
+        spec = parse_spec(body, is_config=is_config)
+        self._check_paths(appcfg, spec)
+        with self._lock:
+            tasks = self._tasks.setdefault((vhost, app), {})
+            if spec.id in tasks:
+                raise ApiError(409, "Duplicate ID already exists")
+            if sum(len(d) for d in self._tasks.values()) >= self.config.max_tasks:
+                raise ApiError(400, f"Too many recording tasks (limit {self.config.max_tasks})")
+            task = Task(spec, vhost, app, self.clock(),
+                        "".join(secrets.choice(_TXN_ALPHABET) for _ in range(16)))
+            tasks[spec.id] = task
+            self._save(task)
+            live = self._live_stream(vhost, app, spec.stream_name)
+            go = live is not None and live.ready and not task.attaching
+            if go:
+                task.attaching = True
+        if go:
+            assert live is not None
+            self._start_recording(task, live)
+        return self._snapshot(task)
+
+    def stop_record(self, vhost: str, app: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.check_app(vhost, app)
+        rid = body.get("id")
+        if rid is None or rid == "":
+            raise ApiError(400, "There is no required parameter [ id]")
+        if not isinstance(rid, str):
+            raise _bad("id", "expected a string")
+        with self._lock:
+            task = self._tasks.get((vhost, app), {}).get(rid)
+            if task is None or task.stopping:
+                raise ApiError(404, f"There is no record information related to the ID [{rid}]")
+            task.stopping = True
+            rec = task.recording
+        if rec is not None:
+            try:
+                rec.stop()  # the file is finished (info XML written) before we answer
+            except (_core.PyrecError, OSError) as e:
+                if task.state != "error":
+                    self._fail(task, f"{e}")
+        with self._lock:
+            self._tasks.get((vhost, app), {}).pop(rid, None)
+            self.store.delete(vhost, app, rid)
+            task.recording = None
+            if task.state != "error":
+                task.state = "stopped"
+            if task.finish_time is None or rec is None:
+                task.finish_time = self.clock()
+            return task.to_json()
+
+    def records(self, vhost: str, app: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        self.check_app(vhost, app)
+        rid = (body or {}).get("id")
+        with self._lock:
+            tasks = sorted(self._tasks.get((vhost, app), {}).values(), key=lambda t: t.spec.id)
+        if rid is not None and rid != "":
+            tasks = [t for t in tasks if t.spec.id == rid]
+        return [self._snapshot(t) for t in tasks]
+
+    def get(self, vhost: str, app: str, rid: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get((vhost, app), {}).get(rid)
+
+    # ---- live streams ----------------------------------------------------------------
+
+    def _live_stream(self, vhost: str, app: str, name: str) -> LiveStream | None:
+        if self.ingest is None:
+            return None
+        return self.ingest.find(app, name, vhost)
+
+    def on_stream_ready(self, live: LiveStream) -> None:
+        """Loop thread: every task waiting for this stream starts now (first keyframe on)."""
+        appcfg = self.config.app(live.vhost, live.app)
+        if appcfg is not None:
+            for rule in appcfg.auto_record:
+                if rule.matches(live.name):
+                    self._auto_task(live, rule.options)
+        with self._lock:
+            waiting = [t for t in self._tasks.get((live.vhost, live.app), {}).values()
+                       if t.spec.stream_name == live.name and t.state in ("ready", "error")
+                       and t.recording is None and not t.attaching and not t.stopping]
+            for t in waiting:
+                t.attaching = True
+        for t in waiting:
+            self._start_recording(t, live)
+
+    def _auto_task(self, live: LiveStream, options: dict[str, Any]) -> None:
+        ctx = PathContext(vhost=live.vhost, app=live.app, stream=live.name, id=live.name)
+        rid = expand(str(options.get("id", "${Stream}")), ctx)
+        body = {k: v for k, v in options.items() if k != "id"}
+        body.update({"id": rid, "stream": {"name": live.name,
+                                           "variantNames": options.get("variantNames", []),
+                                           "trackIds": options.get("trackIds", [])}})
+        with self._lock:
+            if rid in self._tasks.get((live.vhost, live.app), {}):
+                return
+        try:
+            self.start_record(live.vhost, live.app, body, is_config=True)
+        except ApiError as e:
+            log.error("auto-record rule for %s/%s: %s", live.app, live.name, e.message)
+
+    def on_stream_end(self, live: LiveStream, reason: str) -> None:
+        """Loop thread: files are already finished; tasks wait for the stream's return."""
+        with self._lock:
+            for t in self._tasks.get((live.vhost, live.app), {}).values():
+                if t.stream is live:
+                    t.recording = None
+                    t.stream = None
+                    if t.state == "recording":
+                        t.state = "ready"
+                    self._save(t)
+
+    def _select_tracks(self, task: Task, live: LiveStream) -> list[int] | None:
+        s = task.spec
+        if not s.variant_names and not s.track_ids:
+            ids = [t.id for t in live.tracks if t.codec is not None]
+            task.skipped_tracks = [f"{t.id}:{t.name} ({t.unsupported})" for t in live.tracks
+                                   if t.codec is None]
+        else:
+            picked = [t for t in live.tracks
+                      if t.name in s.variant_names or t.id in s.track_ids]
+            bad = [t for t in picked if t.codec is None]
+            if bad:
+                self._fail(task, "selected track " + ", ".join(
+                    f"{t.id}:{t.name}" for t in bad) + " has a codec pyrec cannot record ("
+                    + ", ".join(str(t.unsupported) for t in bad) + ")")
+                return None
+            ids = [t.id for t in picked]
+        if not ids:
+            have = ", ".join(f"{t.id}:{t.name} ({t.codec or t.unsupported})" for t in live.tracks)
+            self._fail(task, f"no recordable track selected; the stream has: {have or 'none'}")
+            return None
+        return ids
+
+    def _start_recording(self, task: Task, live: LiveStream) -> None:
+        """Attach a recording for `task` (task.attaching was set under the lock)."""
+        try:
+            ids = self._select_tracks(task, live)
+            if ids is None:
+                return
+            appcfg = self.check_app(task.vhost, task.app)
+            template = task.spec.file_path or appcfg.file_path
+            ctx = PathContext(vhost=task.vhost, app=task.app, stream=live.name,
+                              id=task.spec.id, transaction_id=task.transaction_id)
+            base = task.next_sequence  # ${Sequence} continues across reconnects
+
+            def on_open(sequence: int, path: str, start: datetime) -> None:
+                self._file_opened(task, sequence, path, start)
+
+            def on_file(f: RecordedFile) -> None:
+                self._file_closed(task, f)
+
+            def path_of(seq: int, start_ms: int) -> str:
+                c = PathContext(vhost=ctx.vhost, app=ctx.app, stream=ctx.stream, id=ctx.id,
+                                transaction_id=ctx.transaction_id, sequence=seq,
+                                start_time=self.clock())
+                return str(self._resolve(task, expand(template, c)))
+
+            end_named = "${EndTime" in template
+            sink = FileSink(template if end_named else path_of, context=ctx, clock=self.clock,
+                            live=True, on_open=on_open, on_file=on_file, keep_files=False,
+                            resolve=(lambda p: str(self._resolve(task, p))) if end_named else None,
+                            sequence_offset=base)
+            rec = live.record(sink=sink, track_ids=ids,
+                              interval_ms=task.spec.interval or 0,
+                              continuity=task.spec.continuity,
+                              part_duration_ms=self.config.part_duration_ms)
+        except (_core.PyrecError, ApiError, OSError, ValueError) as e:
+            with self._lock:
+                task.attaching = False
+            msg = e.message if isinstance(e, (_core.PyrecError, ApiError)) else str(e)
+            if isinstance(e, _core.PyrecError) and e.name == "NOTRACK" and live.ended:
+                return  # the stream ended meanwhile: the task keeps waiting
+            self._fail(task, f"cannot record: {msg}")
+            return
+        with self._lock:
+            task.attaching = False
+            task.recording = rec
+            task.stream = live
+            task.state = "recording"
+            task.error = None
+            self._save(task)
+        log.info("task %s/%s/%s: recording %s (tracks %s)", task.vhost, task.app,
+                 task.spec.id, live.name, ids)
+
+    # ---- files -----------------------------------------------------------------------
+
+    def _resolve(self, task: Task, path: str) -> Path:
+        appcfg = self.check_app(task.vhost, task.app)
+        return resolve_under(appcfg.root, path)
+
+    def _relative(self, task: Task, path: str) -> str:
+        appcfg = self.config.app(task.vhost, task.app)
+        root = Path(appcfg.root if appcfg else self.config.record_root).resolve()
+        try:
+            return str(Path(path).resolve().relative_to(root))
+        except ValueError:
+            return path
+
+    def _info_path(self, task: Task, ctx_time: datetime | None) -> Path:
+        appcfg = self.check_app(task.vhost, task.app)
+        ctx = PathContext(vhost=task.vhost, app=task.app, stream=task.spec.stream_name,
+                          id=task.spec.id, transaction_id=task.transaction_id,
+                          sequence=task.sequence or 0, start_time=ctx_time)
+        return resolve_under(appcfg.root, expand(task.spec.info_path or appcfg.info_path, ctx))
+
+    def _file_opened(self, task: Task, sequence: int, path: str, start: datetime) -> None:
+        with self._lock:
+            task.sequence = sequence
+            task.next_sequence = sequence + 1
+            task.open_path = path
+            task.output_file = self._relative(task, path)
+            task.output_info = self._relative(task, str(self._info_path(task, start)))
+            task.start_time = start
+            task.record_bytes = task.record_time = 0
+            if task.spec.schedule:
+                task.next_boundary = Schedule(task.spec.schedule).next_after(self.clock())
+            self._save(task)
+
+    def _file_closed(self, task: Task, f: RecordedFile) -> None:
+        with self._lock:
+            current = f.sequence == task.sequence  # no newer file opened yet (not a split)
+            if current:
+                task.open_path = None
+                task.output_file = self._relative(task, f.path)
+                task.record_bytes = f.bytes
+                task.record_time = max(0, f.end_ms - f.start_ms)
+            task.total_bytes += f.bytes
+            task.total_time += max(0, f.end_ms - f.start_ms)
+            task.finish_time = f.end_time
+            task.files += 1
+            last = task.stopping
+            if f.error:
+                task.state = "error"
+                task.error = f"{f.error}: {f.error_message or 'write failed'}"
+                log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
+            self._save(task)
+        try:
+            info = self._info_path(task, f.start_time)
+            append_entry(str(info), InfoEntry(
+                transaction_id=task.transaction_id, id=task.spec.id,
+                metadata=task.spec.metadata or "", vhost=task.vhost, app=task.app,
+                stream=task.spec.stream_name, file_path=self._relative(task, f.path),
+                record_bytes=f.bytes, record_time=max(0, f.end_ms - f.start_ms),
+                sequence=f.sequence,
+                last_sequence=last, created_time=iso_time(task.created) or "",
+                start_time=iso_time(f.start_time) or "", finish_time=iso_time(f.end_time) or ""))
+        except OSError as e:
+            log.error("task %s: cannot write the info file: %s", task.spec.id, e)
+
+    def _fail(self, task: Task, reason: str) -> None:
+        with self._lock:
+            task.state = "error"
+            task.error = reason
+            task.finish_time = self.clock()
+            self._save(task)
+        log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, reason)
+
+    def _save(self, task: Task) -> None:
+        if not task.stopping:
+            self.store.save(task.vhost, task.app, task.spec.id, task.persist())
+
+    def _snapshot(self, task: Task) -> dict[str, Any]:
+        rec = task.recording
+        live = None
+        if rec is not None and task.state == "recording":
+            try:
+                stats, _ = rec.stats()
+            except (KeyError, _core.PyrecError):
+                stats = None
+            if stats and stats.get("file"):
+                f = stats["file"]
+                live = {"bytes": f["bytes"], "time": max(0, stats["media_ms"] - f["start_ms"])}
+        with self._lock:
+            return task.to_json(live)
+
+    def _check_paths(self, appcfg: AppConfig, spec: TaskSpec) -> None:
+        ctx = PathContext(vhost="v", app="a", stream=spec.stream_name, id=spec.id,
+                          transaction_id="t" * 16, start_time=self.clock())
+        for key, tmpl in (("filePath", spec.file_path), ("infoPath", spec.info_path)):
+            if not tmpl:
+                continue
+            try:
+                resolve_under(appcfg.root, expand(tmpl, ctx))
+            except PathEscapeError:
+                raise _bad(key, "the path leaves the application's root directory") from None
+        if spec.file_path:
+            ext = os.path.splitext(spec.file_path)[1].lower()
+            if ext not in _EXTENSIONS:
+                raise _bad("filePath", f"unsupported container extension {ext or '(none)'!r}; "
+                                       f"pyrec writes fragmented MP4 ({', '.join(_EXTENSIONS)})")
+
+    # ---- time --------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Evaluate schedules against the clock: a task past its boundary splits at the next
+        keyframe. Called by a timer in the server; tests call it with an injected clock."""
+        now = self.clock()
+        due: list[Task] = []
+        with self._lock:
+            for t in (t for d in self._tasks.values() for t in d.values()):
+                if (t.recording is not None and t.spec.schedule and t.next_boundary is not None
+                        and now >= t.next_boundary):
+                    t.next_boundary = Schedule(t.spec.schedule).next_after(now)
+                    due.append(t)
+        for t in due:
+            rec = t.recording
+            if rec is not None:
+                try:
+                    rec.split()
+                except _core.PyrecError:
+                    pass
