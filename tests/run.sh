@@ -21,7 +21,10 @@ for variant in plain asan; do
   san=OFF
   [ "$variant" = asan ] && san=ON
   echo "== C core tests ($variant)"
-  cmake -S . -B "$dir" -DPYREC_C_TESTS=ON -DPYREC_SANITIZE=$san -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  fuzz=0
+  [ "$variant" = asan ] && fuzz=${PYREC_FUZZ_SECONDS:-20}  # bounded fuzzing under the sanitizers
+  cmake -S . -B "$dir" -DPYREC_C_TESTS=ON -DPYREC_SANITIZE=$san -DPYREC_FUZZ_SECONDS=$fuzz \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build "$dir" -j "$JOBS" >/dev/null
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
 done

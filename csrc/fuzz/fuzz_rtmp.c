@@ -9,11 +9,9 @@
  * Each input is fed twice, whole and in pseudo-random pieces; the events (hashed) and the
  * bytes sent must be identical, else the target aborts.
  *
- * Build: cmake -DPYREC_FUZZ=ON with clang (libFuzzer provides main), or as a plain program
- * that runs files and directories given on the command line (gcc + ASAN works):
- *   gcc -std=c11 -D_GNU_SOURCE -DPYREC_FUZZ_STANDALONE -fsanitize=address,undefined -g \
- *     -Icsrc/include csrc/buf.c csrc/error.c csrc/amf0.c csrc/rtmp_*.c csrc/fuzz/fuzz_rtmp.c \
- *     -o /tmp/fuzz_rtmp && /tmp/fuzz_rtmp csrc/fuzz/corpus/rtmp */
+ * Build: cmake -DPYREC_FUZZ=ON with clang (libFuzzer provides main), or with the plain
+ * mutation driver (csrc/fuzz/driver.c; the sanitizer test build does this and CI runs it for
+ * a bounded time over csrc/fuzz/corpus/rtmp). */
 #include "pyrec/amf0.h"
 #include "pyrec/rtmp.h"
 
@@ -139,61 +137,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   return 0;
 }
-
-#ifdef PYREC_FUZZ_STANDALONE
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int run_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    return 1;
-  }
-  size_t cap = 1 << 16, n = 0;
-  uint8_t *buf = malloc(cap);
-  size_t k;
-  while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += k;
-    if (n == cap) {
-      uint8_t *nb = realloc(buf, cap *= 2);
-      if (!nb)
-        free(buf);
-      buf = nb;
-    }
-  }
-  fclose(f);
-  if (!buf)
-    return 1;
-  uint8_t *exact = malloc(n ? n : 1);
-  memcpy(exact, buf, n);
-  free(buf);
-  LLVMFuzzerTestOneInput(exact, n);
-  free(exact);
-  printf("ok %s (%zu bytes)\n", path, n);
-  return 0;
-}
-
-int main(int argc, char **argv) {
-  int fails = 0;
-  for (int i = 1; i < argc; i++) {
-    struct stat st;
-    if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
-      DIR *d = opendir(argv[i]);
-      struct dirent *e;
-      while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-          continue;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name);
-        fails += run_file(p);
-      }
-      if (d)
-        closedir(d);
-    } else {
-      fails += run_file(argv[i]);
-    }
-  }
-  return fails != 0;
-}
-#endif
