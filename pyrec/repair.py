@@ -346,23 +346,26 @@ def _parse_trun(buf: bytes, body: int, end: int, defaults: tuple[int, int, int]
     a = np.frombuffer(buf, dtype=">u4", count=n * k, offset=p).reshape(n, k) if k and n else None
     d_dur, d_size, d_flags = defaults
 
-    def col(f: int, default: int) -> np.ndarray:
-        if a is not None and f in cols:
-            return a[:, cols.index(f)].astype(np.uint64)
-        return np.full(n, default, dtype=np.uint64)
+    def col(f: int) -> np.ndarray | None:  # no array for defaults: n comes from the file
+        return a[:, cols.index(f)].astype(np.uint64) if a is not None and f in cols else None
 
-    durs = col(_TRUN_DURATION, d_dur)
-    sizes = col(_TRUN_SIZE, d_size)
-    sflags = col(_TRUN_FLAGS, d_flags)
-    if first_flags is not None and n:
-        sflags[0] = first_flags
+    durs, sizes, sflags = col(_TRUN_DURATION), col(_TRUN_SIZE), col(_TRUN_FLAGS)
+    dur_sum = int(durs.sum()) if durs is not None else n * d_dur
+    size_sum = int(sizes.sum()) if sizes is not None else n * d_size
     sync = None
     if n:
-        is_sync = (sflags & _NON_SYNC) == 0
-        i = int(np.argmax(is_sync))
-        if is_sync[i]:
-            sync = (i, int(durs[:i].sum()))
-    return n, data_off, int(durs.sum()), int(sizes.sum()), sync
+        first = first_flags if first_flags is not None else (
+            int(sflags[0]) if sflags is not None else d_flags)
+        if not first & _NON_SYNC:
+            i: int | None = 0
+        elif sflags is not None:
+            rest = (sflags[1:] & _NON_SYNC) == 0
+            i = int(np.argmax(rest)) + 1 if rest.any() else None
+        else:
+            i = 1 if n > 1 and not d_flags & _NON_SYNC else None
+        if i is not None:
+            sync = (i, int(durs[:i].sum()) if durs is not None else i * d_dur)
+    return n, data_off, dur_sum, size_sum, sync
 
 
 def _parse_moof(buf: bytes, moof_off: int, hdr: int, init: _Init) -> tuple[int, list[_Traf]]:
@@ -788,14 +791,28 @@ def _is_candidate(name: str) -> bool:
 
 
 def _foreign(path: str) -> bool:
-    """A plain (non-fragmented) MP4: ftyp + moov without mvex is not pyrec's to finalise."""
+    """A plain (non-fragmented) MP4 — a complete moov without mvex among its first top-level
+    boxes (moov at the start or after the mdat) — is not pyrec's to finalise."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         r = _Reader(fd, os.fstat(fd).st_size)
-        try:
-            _read_init(r)
-        except _NoInit as e:
-            return "mvex" in str(e)
+        pos = 0
+        for _ in range(64):
+            h = r.header(pos)
+            if h is None or pos + h[1] > r.size:
+                return False
+            typ, size, hdr, _to_end = h
+            if typ == b"moov":
+                if size > MAX_META_BOX:
+                    return False
+                try:
+                    _parse_moov(r.read(pos, size), pos, hdr)
+                except (_Bad, IndexError, struct.error) as e:
+                    return "mvex" in str(e)
+                return False
+            if typ in (b"moof", b"mfra"):
+                return False
+            pos += size
         return False
     finally:
         os.close(fd)

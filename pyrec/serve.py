@@ -70,7 +70,11 @@ class Service:
             if not root.exists():
                 continue
             for path in repair.find_unfinished(root):
-                rep = repair.repair(path)
+                try:
+                    rep = repair.repair(path)
+                except OSError as e:
+                    log.error("cannot finalise %s left open by a crash: %s", path, e)
+                    continue
                 log.warning("found %s left open by a crash: %s (%s)", path, rep.status, rep.message)
                 out.append(str(path))
         return out

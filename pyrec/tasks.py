@@ -297,7 +297,11 @@ class TaskManager:
             path = task.open_path
             task.open_path = None
             if os.path.exists(path):
-                rep = repair.repair(path)
+                try:
+                    rep = repair.repair(path)
+                except OSError as e:
+                    log.error("task %s: cannot finalise %s: %s", task.spec.id, path, e)
+                    continue
                 log.warning("recovered %s after a crash: %s (%s)", path, rep.status, rep.message)
                 task.recovered.append(self._relative(task, path))
                 task.files += 1
