@@ -75,13 +75,18 @@ class Service:
                 except OSError as e:
                     log.error("cannot finalise %s left open by a crash: %s", path, e)
                     continue
+                if rep.status == repair.UNRECOVERABLE and rep.fragments == 0:
+                    # Opened but nothing reached it before the crash (the init segment is
+                    # written with the first fragment): no media to keep.
+                    _remove_empty(path)
+                    continue
                 log.warning("found %s left open by a crash: %s (%s)", path, rep.status, rep.message)
                 out.append(str(path))
         return out
 
     def start(self) -> Service:
         self.ingest.start()
-        t = threading.Thread(target=self.http.run, name="pyrec-api", daemon=True)
+        t = threading.Thread(target=self._serve_http, name="pyrec-api", daemon=True)
         t.start()
         ticker = threading.Thread(target=self._tick, name="pyrec-tick", daemon=True)
         ticker.start()
@@ -89,6 +94,13 @@ class Service:
         log.info("Record API on http://%s:%d, RTMP on port %d, records under %s",
                  self.config.host, self.api_port, self.rtmp_port, self.config.record_root)
         return self
+
+    def _serve_http(self) -> None:
+        try:
+            self.http.run()
+        except (OSError, ValueError):
+            if not self._stop.is_set():  # closing the listener interrupts the loop: expected
+                raise
 
     def _tick(self) -> None:
         while not self._stop.wait(self.tick_seconds):
@@ -104,6 +116,16 @@ class Service:
         self.manager.close()
         for t in self._threads:
             t.join(5)
+
+
+def _remove_empty(path: object) -> None:
+    import os
+
+    try:
+        os.unlink(str(path))
+        log.warning("removed %s: opened just before a crash, it holds no media", path)
+    except OSError as e:
+        log.error("cannot remove %s: %s", path, e)
 
 
 def run(config: Config) -> int:

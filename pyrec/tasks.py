@@ -302,9 +302,15 @@ class TaskManager:
                 except OSError as e:
                     log.error("task %s: cannot finalise %s: %s", task.spec.id, path, e)
                     continue
-                log.warning("recovered %s after a crash: %s (%s)", path, rep.status, rep.message)
-                task.recovered.append(self._relative(task, path))
-                task.files += 1
+                if rep.status == repair.UNRECOVERABLE and rep.fragments == 0:
+                    os.unlink(path)  # opened just before the crash: no media reached it
+                    log.warning("task %s: removed %s: opened just before a crash, it holds no "
+                                "media", task.spec.id, path)
+                else:
+                    log.warning("task %s: recovered %s after a crash: %s (%s)", task.spec.id,
+                                path, rep.status, rep.message)
+                    task.recovered.append(self._relative(task, path))
+                    task.files += 1
             self._save(task)
 
     def all_tasks(self) -> list[Task]:
@@ -568,7 +574,9 @@ class TaskManager:
             task.total_time += max(0, f.end_ms - f.start_ms)
             task.finish_time = f.end_time
             task.files += 1
-            last = task.stopping
+            # only the file closed by :stopRecord is the last one; a split's previous file
+            # can finish after its successor opened, even while the stop is under way
+            last = task.stopping and current
             if f.error:
                 task.state = "error"
                 task.error = f"{f.error}: {f.error_message or 'write failed'}"
