@@ -139,6 +139,49 @@ int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_op
   return PYREC_OK;
 }
 
+pyrec_rec *pyrec_flvsrc_take(pyrec_flvsrc *s, int id) {
+  pyrec_rec *r = pyrec_flvsrc_sink(s, id);
+  if (r) {
+    s->sinks[id].rec = NULL;
+    s->nsinks--;
+  }
+  return r;
+}
+
+int pyrec_flvsrc_adopt(pyrec_flvsrc *s, pyrec_rec *rec, uint32_t track_mask, int *id,
+                       pyrec_errinfo *err) {
+  if (!s->ready || s->closed)
+    return pyrec_seterr(err, PYREC_E_STATE, -1, "the stream's tracks are not known yet");
+  int slot = -1;
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS && slot < 0; i++)
+    if (!s->sinks[i].rec)
+      slot = i;
+  if (slot < 0)
+    return pyrec_seterr(err, PYREC_E_TOOBIG, -1, "a stream takes at most %d recordings",
+                        PYREC_FLVSRC_MAX_SINKS);
+  sink *k = &s->sinks[slot];
+  unsigned n = 0;
+  for (unsigned i = 0; i < s->ntracks; i++) {
+    k->map[i] = -1;
+    if (!(track_mask & (1u << i)))
+      continue;
+    if (n >= pyrec_rec_ntracks(rec) || pyrec_rec_track_codec(rec, n) != s->info[i].codec)
+      return pyrec_seterr(err, PYREC_E_CODEC, -1,
+                          "the returning stream's tracks differ from the recording's");
+    k->map[i] = (int)n++;
+  }
+  if (n != pyrec_rec_ntracks(rec))
+    return pyrec_seterr(err, PYREC_E_CODEC, -1,
+                        "the returning stream has fewer tracks than the recording");
+  pyrec_rec_reanchor(rec);
+  k->rec = rec;
+  k->failed = 0;
+  pyrec_clearerr(&k->err);
+  s->nsinks++;
+  *id = slot;
+  return PYREC_OK;
+}
+
 pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id) {
   return id >= 0 && id < PYREC_FLVSRC_MAX_SINKS ? s->sinks[id].rec : NULL;
 }

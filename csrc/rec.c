@@ -501,6 +501,17 @@ int pyrec_rec_split(pyrec_rec *r, int64_t at_ms) {
   return PYREC_OK;
 }
 
+void pyrec_rec_reanchor(pyrec_rec *r) {
+  for (unsigned i = 0; i < r->n; i++)
+    pyrec_tsfix_reanchor(&r->t[i].fix);
+}
+
+unsigned pyrec_rec_ntracks(const pyrec_rec *r) { return r->n; }
+
+int pyrec_rec_track_codec(const pyrec_rec *r, unsigned track) {
+  return track < r->n ? r->t[track].desc.codec : PYREC_CODEC_NONE;
+}
+
 int pyrec_rec_flush(pyrec_rec *r) {
   if (r->failed)
     return r->err.code;

@@ -50,6 +50,12 @@ struct sconn {
   sstream *streams[PYREC_RTMP_MAX_STREAMS + 1];
 };
 
+typedef struct parked {
+  struct parked *next;
+  uint64_t id;
+  pyrec_rec *rec;
+} parked;
+
 struct pyrec_server {
   pyrec_server_opts o;
   pyrec_server_callbacks cb;
@@ -60,6 +66,7 @@ struct pyrec_server {
   int kicked; /* some connection has dead set by pyrec_server_kick */
   sconn *conns;
   sstream *streams;
+  parked *parked;
   uint64_t next_id;
   uint8_t *rbuf;
   pyrec_server_stats st;
@@ -100,6 +107,8 @@ static void stream_ready(void *opaque, pyrec_flvsrc *src) {
 
 /* End a stream: finish every recorder's files, tell the owner, free it. */
 static void end_stream(pyrec_server *s, sstream *st, const char *reason) {
+  if (s->cb.on_stream_closing)
+    s->cb.on_stream_closing(s->cb.opaque, st->key);
   pyrec_flvsrc_close(st->src);
   for (sstream **pp = &s->streams; *pp; pp = &(*pp)->next)
     if (*pp == st) {
@@ -517,6 +526,8 @@ int pyrec_server_run(pyrec_server *s) {
   pthread_mutex_lock(&s->lock);
   while (s->conns)
     close_conn(s, s->conns, "server stopping");
+  while (s->parked) /* no reconnect is coming: finish their files */
+    pyrec_server_discard(s, s->parked->id);
   pthread_mutex_unlock(&s->lock);
   return PYREC_OK;
 }
@@ -535,6 +546,8 @@ void pyrec_server_free(pyrec_server *s) {
     sconn *c = s->conns;
     close_conn(s, c, "server freed");
   }
+  while (s->parked)
+    pyrec_server_discard(s, s->parked->id);
   if (s->lfd >= 0)
     close(s->lfd);
   if (s->ep >= 0)
@@ -606,6 +619,75 @@ int pyrec_server_sink_stats(pyrec_server *s, uint64_t key, int sink, pyrec_rec_s
   if (r) {
     pyrec_rec_get_stats(r, out);
     rc = pyrec_flvsrc_sink_error(st->src, sink, err);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+int pyrec_server_park(pyrec_server *s, uint64_t key, int sink, uint64_t *id) {
+  pthread_mutex_lock(&s->lock);
+  sstream *st = find_stream(s, key);
+  pyrec_rec *r = st ? pyrec_flvsrc_take(st->src, sink) : NULL;
+  parked *p = r ? calloc(1, sizeof *p) : NULL;
+  int rc = PYREC_E_NOTRACK;
+  if (p) {
+    p->id = ++s->next_id;
+    p->rec = r;
+    p->next = s->parked;
+    s->parked = p;
+    *id = p->id;
+    rc = PYREC_OK;
+  } else if (r) { /* no memory to park it: finish it now */
+    pyrec_rec_close(r);
+    pyrec_rec_free(r);
+    rc = PYREC_E_NOMEM;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static parked *unpark(pyrec_server *s, uint64_t id) {
+  for (parked **pp = &s->parked; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == id) {
+      parked *p = *pp;
+      *pp = p->next;
+      return p;
+    }
+  return NULL;
+}
+
+int pyrec_server_adopt(pyrec_server *s, uint64_t id, uint64_t key, uint32_t track_mask,
+                       int *sink, pyrec_errinfo *err) {
+  pthread_mutex_lock(&s->lock);
+  sstream *st = find_stream(s, key);
+  int rc;
+  if (!st) {
+    rc = pyrec_seterr(err, PYREC_E_NOTRACK, -1, "stream %llu has ended",
+                      (unsigned long long)key);
+  } else {
+    parked *p = unpark(s, id);
+    if (!p) {
+      rc = pyrec_seterr(err, PYREC_E_NOTRACK, -1, "no parked recording %llu",
+                        (unsigned long long)id);
+    } else if ((rc = pyrec_flvsrc_adopt(st->src, p->rec, track_mask, sink, err))) {
+      p->next = s->parked; /* still parked: the caller may discard it */
+      s->parked = p;
+    } else {
+      free(p);
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+int pyrec_server_discard(pyrec_server *s, uint64_t id) {
+  pthread_mutex_lock(&s->lock);
+  parked *p = unpark(s, id);
+  int rc = PYREC_E_NOTRACK;
+  if (p) {
+    rc = pyrec_rec_close(p->rec);
+    pyrec_rec_free(p->rec);
+    free(p);
   }
   pthread_mutex_unlock(&s->lock);
   return rc;

@@ -78,6 +78,8 @@ static int64_t reanchor(pyrec_tsfix *t, int64_t unwrapped) {
   t->c.jumps++;
   if (g && g->epoch > t->group_epoch) {
     double thr_s = (double)t->o.jump_threshold / ts;
+    if (thr_s < 1.0) /* forced re-anchors without jump detection: tracks within 1 s follow */
+      thr_s = 1.0;
     double diff = raw_jump_s - g->jump_seconds;
     if (diff < 0)
       diff = -diff;
@@ -96,6 +98,11 @@ static int64_t reanchor(pyrec_tsfix *t, int64_t unwrapped) {
     t->group_epoch = g->epoch;
   }
   return off;
+}
+
+void pyrec_tsfix_reanchor(pyrec_tsfix *t) {
+  if (t->started)
+    t->force_anchor = 1;
 }
 
 void pyrec_tsfix_apply(pyrec_tsfix *t, int64_t dts, int64_t pts, int64_t *out_dts,
@@ -143,7 +150,8 @@ void pyrec_tsfix_apply(pyrec_tsfix *t, int64_t dts, int64_t pts, int64_t *out_dt
   } else {
     cand = sat_add(unwrapped, t->offset);
     int64_t step = sat_sub(cand, t->last_dts);
-    if (t->o.jump_threshold > 0 && iabs64(step) > t->o.jump_threshold) {
+    if (t->force_anchor || (t->o.jump_threshold > 0 && iabs64(step) > t->o.jump_threshold)) {
+      t->force_anchor = 0;
       t->offset = reanchor(t, unwrapped);
       cand = sat_add(unwrapped, t->offset);
       step = sat_sub(cand, t->last_dts);

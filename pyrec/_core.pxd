@@ -197,6 +197,7 @@ cdef extern from "pyrec/server.h" nogil:
         int (*on_publish)(void *opaque, uint64_t conn, uint64_t key, const char *app,
                           const char *name, const char *query) noexcept
         void (*on_stream_ready)(void *opaque, uint64_t key) noexcept
+        void (*on_stream_closing)(void *opaque, uint64_t key) noexcept
         void (*on_stream_end)(void *opaque, uint64_t key, const char *reason) noexcept
         void (*on_log)(void *opaque, int level, const char *msg) noexcept
         void *opaque
@@ -222,5 +223,9 @@ cdef extern from "pyrec/server.h" nogil:
                                  unsigned max)
     int pyrec_server_sink_stats(pyrec_server *s, uint64_t key, int sink, pyrec_rec_stats *out,
                                 pyrec_errinfo *err)
+    int pyrec_server_park(pyrec_server *s, uint64_t key, int sink, uint64_t *parked)
+    int pyrec_server_adopt(pyrec_server *s, uint64_t parked, uint64_t key, uint32_t track_mask,
+                           int *sink, pyrec_errinfo *err)
+    int pyrec_server_discard(pyrec_server *s, uint64_t parked)
     int pyrec_server_kick(pyrec_server *s, uint64_t key)
     void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out)

@@ -493,6 +493,14 @@ cdef void _srv_ready(void *opaque, uint64_t key) noexcept with gil:
         _handler_failed(self.handler, e)
 
 
+cdef void _srv_closing(void *opaque, uint64_t key) noexcept with gil:
+    cdef Server self = <Server>opaque
+    try:
+        self.handler.on_stream_closing(key)
+    except BaseException as e:
+        _handler_failed(self.handler, e)
+
+
 cdef void _srv_end(void *opaque, uint64_t key, const char *reason) noexcept with gil:
     cdef Server self = <Server>opaque
     try:
@@ -519,6 +527,7 @@ cdef class Server:
     cdef pyrec_server *s
     cdef object handler
     cdef dict sinks  # (key, sid) -> _Files
+    cdef dict parked  # parked id -> _Files (kept alive while C holds the recorder)
     cdef bytes _host
 
     def __cinit__(self, handler, *, str host="0.0.0.0", int port=1935,
@@ -541,11 +550,13 @@ cdef class Server:
         cb.on_connect = _srv_connect
         cb.on_publish = _srv_publish
         cb.on_stream_ready = _srv_ready
+        cb.on_stream_closing = _srv_closing
         cb.on_stream_end = _srv_end
         cb.on_log = _srv_log
         cb.opaque = <void *>self
         self.handler = handler
         self.sinks = {}
+        self.parked = {}
         pyrec_clearerr(&err)
         cdef int rc = pyrec_server_new(&self.s, &o, &cb, &err)
         if rc:
@@ -652,6 +663,43 @@ cdef class Server:
                  "file": ({"sequence": st.file_sequence, "start_ms": st.file_start_ms,
                            "bytes": st.file_bytes, "payload_bytes": st.file_payload_bytes}
                           if st.file_open else None)}, exc)
+
+    def park(self, uint64_t key, int sid) -> int:
+        """Keep the recording of an ending stream open (call from on_stream_closing)."""
+        cdef uint64_t pid = 0
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_park(self.s, key, sid, &pid)
+        if rc:
+            raise _error(rc, NULL)
+        self.parked[pid] = self.sinks.pop((key, sid), None)
+        return pid
+
+    def adopt(self, uint64_t pid, uint64_t key, uint32_t track_mask) -> int:
+        """Attach a parked recording to a (returning) stream; its file goes on."""
+        cdef pyrec_errinfo err
+        cdef int sid = -1
+        cdef int rc
+        pyrec_clearerr(&err)
+        with nogil:
+            rc = pyrec_server_adopt(self.s, pid, key, track_mask, &sid, &err)
+        if rc:
+            raise _error(rc, &err)
+        self.sinks[(key, sid)] = self.parked.pop(pid, None)
+        return sid
+
+    def discard(self, uint64_t pid):
+        """Finish a parked recording's files."""
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_discard(self.s, pid)
+        files = self.parked.pop(pid, None)
+        if files is not None:
+            exc = (<_Files>files).take_exception()
+            if exc is not None:
+                raise exc
+        if rc and rc != PYREC_E_NOTRACK_:
+            raise _error(rc, NULL)
 
     def kick(self, uint64_t key):
         cdef int rc

@@ -66,6 +66,7 @@ class Config:
     record_root: Path = Path("records")
     db_path: Path | None = None            # default: <record_root>/.pyrec/tasks.sqlite3
     part_duration_ms: int = 1000
+    reconnect_grace_ms: int = 0            # keep the file open this long for a reconnect
     max_tasks: int = 10_000
     limits: IngestLimits = IngestLimits()
     vhosts: dict[str, VhostConfig] = field(default_factory=dict)
@@ -114,6 +115,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
     cfg.db_path = Path(db) if db else None
     cfg.part_duration_ms = _get(server, "part_duration_ms", int, cfg.part_duration_ms, "server")
     cfg.max_tasks = _get(server, "max_tasks", int, cfg.max_tasks, "server")
+    cfg.reconnect_grace_ms = _get(server, "reconnect_grace_ms", int, 0, "server")
     lim = data.get("limits", {})
     base = IngestLimits()
     cfg.limits = IngestLimits(**{k: _get(lim, k, int, getattr(base, k), "limits")

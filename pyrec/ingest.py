@@ -51,6 +51,12 @@ class LiveRecording:
         self.sink = sink
         self.track_ids = track_ids
         self.closed = False
+        self.parked: int | None = None  # parked id while its stream is gone (files open)
+
+    def park(self) -> None:
+        """Keep the file open while the stream is gone (call from on_stream_closing); then
+        LiveStream.adopt() it when the stream returns, or stop() it."""
+        self.parked = self.stream.server.core.park(self.stream.key, self.sid)
 
     @property
     def files(self) -> list[RecordedFile]:
@@ -65,7 +71,11 @@ class LiveRecording:
     def stop(self) -> list[RecordedFile]:
         """Finish the open file now (before returning) and detach. Raises the recording's
         error, if it had one."""
-        if not self.closed:
+        if not self.closed and self.parked is not None:
+            self.closed = True
+            self.stream.server.core.discard(self.parked)
+            self.parked = None
+        elif not self.closed:
             self.closed = True
             try:
                 self.stream.server.core.detach(self.stream.key, self.sid)
@@ -110,6 +120,21 @@ class LiveStream:
         sid = self.server.core.attach(self.key, mask, sink.open, sink.close, **rec_options)
         return LiveRecording(self, sid, sink, ids)
 
+    def adopt(self, rec: LiveRecording) -> LiveRecording:
+        """Continue a parked recording (same file, continuous timestamps) on this stream."""
+        return _adopt(self, rec)
+
+
+def _adopt(stream: LiveStream, rec: LiveRecording) -> LiveRecording:
+    mask = 0
+    for i in rec.track_ids:
+        mask |= 1 << i
+    assert rec.parked is not None
+    rec.sid = stream.server.core.adopt(rec.parked, stream.key, mask)
+    rec.parked = None
+    rec.stream = stream
+    return rec
+
 
 class IngestServer:
     """RTMP server on `host:port`; `apps` maps app name -> track names (video, audio) for
@@ -134,6 +159,7 @@ class IngestServer:
             self.apps = {a: (DEFAULT_VIDEO_NAME, DEFAULT_AUDIO_NAME) for a in apps}
         self._ready_listener = on_stream_ready
         self._end_listener = on_stream_end
+        self._closing_listener: Callable[[LiveStream], None] | None = None
         self._lock = threading.RLock()
         self.streams: dict[int, LiveStream] = {}
         self._by_name: dict[tuple[str, str, str], LiveStream] = {}
@@ -214,6 +240,11 @@ class IngestServer:
         log.info("stream %s/%s/%s ready: %s", st.vhost, st.app, st.name, desc)
         if self._ready_listener is not None:
             self._ready_listener(st)
+
+    def on_stream_closing(self, key: int) -> None:
+        st = self.streams.get(key)
+        if st is not None and self._closing_listener is not None:
+            self._closing_listener(st)
 
     def on_stream_end(self, key: int, reason: str) -> None:
         with self._lock:

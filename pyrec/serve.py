@@ -111,6 +111,9 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        # Requests in flight finish first: a worker thread wakes the server loop through the
+        # trigger when it is done, and close() destroys the trigger (EBADF in waitress).
+        self.http.task_dispatcher.shutdown()
         self.http.close()
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()

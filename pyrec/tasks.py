@@ -14,7 +14,7 @@ import string
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,7 @@ class Task:
     attaching: bool = False
     stopping: bool = False
     next_boundary: datetime | None = None
+    parked_until: datetime | None = None  # reconnect grace: file kept open until then
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -284,6 +285,7 @@ class TaskManager:
         self.ingest = ingest
         ingest._ready_listener = self.on_stream_ready
         ingest._end_listener = self.on_stream_end
+        ingest._closing_listener = self.on_stream_closing
 
     def _recover(self) -> None:
         """Files left open by a crash: finalise them and report them (log + task info)."""
@@ -413,8 +415,63 @@ class TaskManager:
             return None
         return self.ingest.find(app, name, vhost)
 
+    def on_stream_closing(self, live: LiveStream) -> None:
+        """Loop thread: with a reconnect grace, recordings of the ending stream keep their
+        file open (parked) instead of finishing it."""
+        grace = self.config.reconnect_grace_ms
+        if grace <= 0:
+            return
+        with self._lock:
+            for t in self._tasks.get((live.vhost, live.app), {}).values():
+                rec = t.recording
+                if t.stream is live and rec is not None and t.state == "recording":
+                    try:
+                        rec.park()
+                    except _core.PyrecError as e:
+                        log.warning("task %s: cannot keep the file open: %s", t.spec.id, e)
+                        continue
+                    t.stream = None
+                    t.parked_until = self.clock() + timedelta(milliseconds=grace)
+
+    def _adopt_parked(self, live: LiveStream) -> None:
+        with self._lock:
+            parked = [t for t in self._tasks.get((live.vhost, live.app), {}).values()
+                      if t.parked_until is not None and t.spec.stream_name == live.name
+                      and t.recording is not None]
+        for t in parked:
+            rec = t.recording
+            assert rec is not None
+            try:
+                live.adopt(rec)
+            except _core.PyrecError as e:
+                log.warning("task %s: the returning stream cannot continue the file (%s); "
+                            "starting a new one", t.spec.id, e.message)
+                self._discard_parked(t)
+                continue
+            with self._lock:
+                t.parked_until = None
+                t.stream = live
+            log.info("task %s/%s/%s: %s returned within the grace period: same file",
+                     t.vhost, t.app, t.spec.id, live.name)
+
+    def _discard_parked(self, t: Task) -> None:
+        rec = t.recording
+        with self._lock:
+            t.parked_until = None
+        if rec is not None:
+            try:
+                rec.stop()  # finishes the file (close callbacks run)
+            except _core.PyrecError as e:
+                log.warning("task %s: %s", t.spec.id, e)
+        with self._lock:
+            t.recording = None
+            if t.state == "recording":
+                t.state = "ready"
+            self._save(t)
+
     def on_stream_ready(self, live: LiveStream) -> None:
         """Loop thread: every task waiting for this stream starts now (first keyframe on)."""
+        self._adopt_parked(live)
         appcfg = self.config.app(live.vhost, live.app)
         if appcfg is not None:
             for rule in appcfg.auto_record:
@@ -650,10 +707,16 @@ class TaskManager:
                         and now >= t.next_boundary):
                     t.next_boundary = Schedule(t.spec.schedule).next_after(now)
                     due.append(t)
+            expired = [t for t in (t for d in self._tasks.values() for t in d.values())
+                       if t.parked_until is not None and now >= t.parked_until]
         for t in due:
             rec = t.recording
-            if rec is not None:
+            if rec is not None and rec.parked is None:
                 try:
                     rec.split()
                 except _core.PyrecError:
                     pass
+        for t in expired:
+            log.info("task %s/%s/%s: %s did not return within the grace period", t.vhost, t.app,
+                     t.spec.id, t.spec.stream_name)
+            self._discard_parked(t)

@@ -72,6 +72,13 @@ int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_op
                         const pyrec_rec_callbacks *cb, int *id, pyrec_errinfo *err);
 /* Close (finish its files) and remove a sink. Returns the recorder's close result. */
 int pyrec_flvsrc_detach(pyrec_flvsrc *s, int id);
+/* Remove a sink without closing it: its recorder (files open) is handed to the caller. */
+pyrec_rec *pyrec_flvsrc_take(pyrec_flvsrc *s, int id);
+/* Attach an existing recorder (taken from another source of the same stream) to the tracks
+ * of `track_mask`: they must have the recorder's codecs, in order (PYREC_E_CODEC otherwise).
+ * Its timeline is re-anchored; its files go on. On success the source owns it. */
+int pyrec_flvsrc_adopt(pyrec_flvsrc *s, pyrec_rec *rec, uint32_t track_mask, int *id,
+                       pyrec_errinfo *err);
 /* The sink's recorder (NULL for an unknown id) and its sticky error (0 if none). */
 pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id);
 int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out);

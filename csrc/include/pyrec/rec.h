@@ -81,6 +81,11 @@ int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsi
  * time `at_ms`. A later request replaces an earlier one. */
 #define PYREC_SPLIT_NOW INT64_MIN
 int pyrec_rec_split(pyrec_rec *r, int64_t at_ms);
+/* The source restarts its timeline (a publisher reconnected into the same recording): the
+ * next packets continue one duration after the last ones, tracks kept aligned. */
+void pyrec_rec_reanchor(pyrec_rec *r);
+unsigned pyrec_rec_ntracks(const pyrec_rec *r);
+int pyrec_rec_track_codec(const pyrec_rec *r, unsigned track);
 /* Write out what can be written (a wall-clock tick for live sources). */
 int pyrec_rec_flush(pyrec_rec *r);
 /* Release every queued packet, finish the open file(s). The recorder can't be written after. */

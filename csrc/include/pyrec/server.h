@@ -38,6 +38,9 @@ typedef struct pyrec_server_callbacks {
                     const char *name, const char *query);
   /* The stream's tracks are known; attach recorders now to record from its first keyframe. */
   void (*on_stream_ready)(void *opaque, uint64_t key);
+  /* The stream is ending: recorders still attached after this returns are closed. Park
+   * them here (pyrec_server_park) to keep their files open for a reconnect. May be NULL. */
+  void (*on_stream_closing)(void *opaque, uint64_t key);
   /* The stream ended (unpublish, disconnect, error, server stop); every attached recorder
    * has been closed (files finished) before this is called. `reason` in words. */
   void (*on_stream_end)(void *opaque, uint64_t key, const char *reason);
@@ -76,6 +79,12 @@ unsigned pyrec_server_tracks(pyrec_server *s, uint64_t key, pyrec_flvsrc_track *
                              unsigned max);
 int pyrec_server_sink_stats(pyrec_server *s, uint64_t key, int sink, pyrec_rec_stats *out,
                             pyrec_errinfo *err);
+/* Keep a recorder of an ending stream (files open) for the stream's return: returns a
+ * parked id. Adopt it into the new stream, or discard it (files finished). */
+int pyrec_server_park(pyrec_server *s, uint64_t key, int sink, uint64_t *parked);
+int pyrec_server_adopt(pyrec_server *s, uint64_t parked, uint64_t key, uint32_t track_mask,
+                       int *sink, pyrec_errinfo *err);
+int pyrec_server_discard(pyrec_server *s, uint64_t parked);
 /* Close the publisher's connection (stream ends as on disconnect). */
 int pyrec_server_kick(pyrec_server *s, uint64_t key);
 void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out);

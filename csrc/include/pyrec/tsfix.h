@@ -75,10 +75,14 @@ typedef struct pyrec_tsfix {
   int64_t offset;        /* added to unwrapped time to produce output */
   int64_t last_dts;      /* last output dts */
   int64_t last_duration; /* last normal (unrepaired) output step, 0 before two packets */
+  int force_anchor;      /* re-anchor at the next packet whatever its step (new session) */
   pyrec_tsfix_counts c;
 } pyrec_tsfix;
 
 void pyrec_tsgroup_init(pyrec_tsgroup *g);
+/* The next packet starts a new timeline (e.g. a publisher reconnected): it is placed one
+ * duration after the last output, as after a jump; tracks of a group follow together. */
+void pyrec_tsfix_reanchor(pyrec_tsfix *t);
 /* `o` may be NULL (no wrap, no jump detection, default duration 1). wrap_bits outside 0..62
  * is treated as 0. timescale 0 is treated as 1000. */
 void pyrec_tsfix_init(pyrec_tsfix *t, uint32_t timescale, const pyrec_tsfix_opts *o,
