@@ -28,8 +28,10 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-connections", type=int, default=4096)
     ap.add_argument("--part-ms", type=int, default=1000)
+    ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
 
     lock = threading.Lock()
     recs = []
