@@ -25,8 +25,14 @@ int pyrec_buf_reserve(pyrec_buf *b, size_t extra) {
   }
   size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 256;
-  while (cap < need)
-    cap *= 2;
+  if (need > (64u << 10)) {
+    /* Large buffers (a fragment of media) are reused, not grown often: fit them closely
+     * (+1/8) instead of doubling, which would cost up to 2x the memory per stream. */
+    cap = (need + need / 8 + 4095) & ~(size_t)4095;
+  } else {
+    while (cap < need)
+      cap *= 2;
+  }
   uint8_t *p = realloc(b->data, cap);
   if (!p) {
     b->oom = 1;

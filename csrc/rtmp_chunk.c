@@ -94,7 +94,7 @@ static int deliver(rtmp_chunk_reader *r, rtmp_cstream *s, const uint8_t *data) {
   s->have = 0;
   int rc = r->cb(r->opaque, &m);
   pyrec_buf_reset(&s->payload);
-  if (s->payload.cap > (1u << 20)) /* do not keep a large buffer for the next message */
+  if (s->payload.cap > (64u << 10)) /* keep no large buffer between messages (memory/stream) */
     pyrec_buf_free(&s->payload);
   return rc;
 }

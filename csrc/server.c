@@ -45,7 +45,9 @@ struct sconn {
   char peer[64];
   uint64_t accepted_ms, last_rx_ms;
   pyrec_buf out;  /* bytes the socket did not take yet */
-  int closing;    /* close after the output is flushed */
+  int out_dead;   /* the peer stopped reading (reset): output is dropped, input still read */
+  int want_out;   /* EPOLLOUT is armed */
+  int published;  /* published at least once (the handshake timeout no longer applies) */
   int dead;       /* close now */
   sstream *streams[PYREC_RTMP_MAX_STREAMS + 1];
 };
@@ -189,6 +191,7 @@ static int on_publish(void *opaque, uint32_t sid, const char *name, const char *
   st->next = s->streams;
   s->streams = st;
   c->streams[sid] = st;
+  c->published = 1;
   s->st.streams++;
   slog(s, PYREC_LOG_INFO, "%s: publishing %s (%s)", c->peer, st->name, type);
   return 0;
@@ -260,10 +263,13 @@ static void close_conn(pyrec_server *s, sconn *c, const char *why) {
   free(c);
 }
 
-/* Write what is pending; EPOLLOUT while the socket is full. 0, or -1 on a dead socket. */
-static int flush_out(pyrec_server *s, sconn *c) {
+/* Write what is pending; EPOLLOUT only while the socket is full. A peer that stopped
+ * reading (it closed with our acknowledgement unread, so the kernel reset the connection)
+ * loses our output, but what it sent before is still read and recorded: the connection ends
+ * when the input does. */
+static void flush_out(pyrec_server *s, sconn *c) {
   size_t off = 0;
-  while (off < c->out.len) {
+  while (off < c->out.len && !c->out_dead) {
     ssize_t n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
     if (n > 0) {
       off += (size_t)n;
@@ -273,15 +279,20 @@ static int flush_out(pyrec_server *s, sconn *c) {
       continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
-    return -1;
+    c->out_dead = 1;
   }
+  if (c->out_dead)
+    off = c->out.len;
   if (off) {
     memmove(c->out.data, c->out.data + off, c->out.len - off);
     c->out.len -= off;
   }
-  struct epoll_event ev = {.events = EPOLLIN | (c->out.len ? EPOLLOUT : 0u), .data.ptr = c};
-  epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
-  return 0;
+  int want = c->out.len != 0;
+  if (want != c->want_out) {
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0u), .data.ptr = c};
+    epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = want;
+  }
 }
 
 static void accept_all(pyrec_server *s) {
@@ -352,31 +363,27 @@ static void accept_all(pyrec_server *s) {
 
 /* Read and feed; returns 0 to keep the connection, or a reason to close it. */
 static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
-  if (events & EPOLLOUT) {
-    if (flush_out(s, c))
-      return "write failed";
-  }
+  if (events & EPOLLOUT)
+    flush_out(s, c);
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return NULL;
   for (int i = 0; i < READS_PER_WAKE; i++) {
     ssize_t n = recv(c->fd, s->rbuf, READ_BUF, 0);
-    if (n == 0) {
-      pyrec_rtmp_conn_eof(c->rtmp);
+    /* No pyrec_rtmp_conn_eof() here: it would end the streams as "unpublished"; close_conn
+     * ends them with the real reason (a disconnect is not an unpublish). */
+    if (n == 0)
       return "peer closed the connection";
-    }
     if (n < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
-      pyrec_rtmp_conn_eof(c->rtmp);
-      return "read failed";
+      return errno == ECONNRESET ? "connection reset by the peer" : "read failed";
     }
     c->last_rx_ms = now_ms();
     s->st.bytes_in += (uint64_t)n;
     int rc = pyrec_rtmp_conn_feed(c->rtmp, s->rbuf, (size_t)n);
-    if (flush_out(s, c))
-      return "write failed";
+    flush_out(s, c);
     if (rc) {
       const pyrec_errinfo *e = pyrec_rtmp_conn_error(c->rtmp);
       s->st.errors++;
@@ -397,8 +404,7 @@ static void check_timeouts(pyrec_server *s) {
   sconn *c = s->conns;
   while (c) {
     sconn *next = c->next;
-    int publishing = pyrec_rtmp_conn_state(c->rtmp) == PYREC_RTMP_PUBLISHING;
-    if (!publishing && now - c->accepted_ms > s->o.handshake_timeout_ms) {
+    if (!c->published && now - c->accepted_ms > s->o.handshake_timeout_ms) {
       s->st.errors++;
       slog(s, PYREC_LOG_WARNING, "%s: closing: no publish within %u ms (handshake timeout)",
            c->peer, s->o.handshake_timeout_ms);

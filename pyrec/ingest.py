@@ -18,6 +18,7 @@ __all__ = ["IngestServer", "LiveStream", "LiveRecording", "StreamTrack", "Ingest
 
 log = logging.getLogger("pyrec.ingest")
 
+LIVE_FRAGMENT_BYTES = 128 * 1024
 _LEVELS = {10: logging.DEBUG, 20: logging.INFO, 30: logging.WARNING, 40: logging.ERROR}
 
 
@@ -117,6 +118,9 @@ class LiveStream:
             ctx = context or PathContext(vhost=self.vhost, app=self.app, stream=self.name,
                                          id=self.name)
             sink = FileSink(output, context=ctx, on_file=on_file, live=True)
+        # Live: bound the media a recording holds in memory (a fragment is written when it
+        # reaches this size, or the part duration, whichever comes first).
+        rec_options.setdefault("max_fragment_bytes", LIVE_FRAGMENT_BYTES)
         sid = self.server.core.attach(self.key, mask, sink.open, sink.close, **rec_options)
         return LiveRecording(self, sid, sink, ids)
 
