@@ -62,7 +62,8 @@ class FileSink:
                  on_open: Callable[[int, str, datetime], None] | None = None,
                  live: bool = False,
                  resolve: Callable[[str], str] | None = None,
-                 keep_files: bool = True, sequence_offset: int = 0) -> None:
+                 keep_files: bool = True, sequence_offset: int = 0,
+                 unique: bool = False) -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
@@ -71,6 +72,7 @@ class FileSink:
         self.resolve = resolve
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
+        self.unique = unique  # a taken name gets -1, -2, ... instead of an error
         self.files: list[RecordedFile] = []
         self.clock = clock
         self.live = live
@@ -111,10 +113,17 @@ class FileSink:
             os.makedirs(d, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         flags |= os.O_TRUNC if self.overwrite else os.O_EXCL
-        try:
-            fd = os.open(path, flags, 0o644)
-        except FileExistsError:
-            raise FileExistsError(f"output file exists, not overwriting: {path}") from None
+        stem, ext = os.path.splitext(path)
+        for n in range(1000 if self.unique else 1):
+            candidate = f"{stem}-{n}{ext}" if n else path
+            try:
+                fd = os.open(candidate, flags, 0o644)
+                path = candidate
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"output file exists, not overwriting: {path}")
         self._open[fd] = (path, later, start)
         if self.on_open is not None:
             self.on_open(sequence, path, start)

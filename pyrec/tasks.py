@@ -391,7 +391,7 @@ class TaskManager:
             task.recording = None
             if task.state != "error":
                 task.state = "stopped"
-            if task.finish_time is None or rec is None:
+            if task.finish_time is None:  # never recorded; else: end of the last file (spec 5)
                 task.finish_time = self.clock()
             return task.to_json()
 
@@ -562,7 +562,7 @@ class TaskManager:
             sink = FileSink(template if end_named else path_of, context=ctx, clock=self.clock,
                             live=True, on_open=on_open, on_file=on_file, keep_files=False,
                             resolve=(lambda p: str(self._resolve(task, p))) if end_named else None,
-                            sequence_offset=base)
+                            sequence_offset=base, unique=True)
             rec = live.record(sink=sink, track_ids=ids,
                               interval_ms=task.spec.interval or 0,
                               continuity=task.spec.continuity,
@@ -669,9 +669,11 @@ class TaskManager:
         live = None
         if rec is not None and task.state == "recording":
             try:
-                stats, _ = rec.stats()
+                stats, exc = rec.stats()
             except (KeyError, _core.PyrecError):
-                stats = None
+                stats, exc = None, None
+            if exc is not None:  # the recording failed (e.g. its file could not be created)
+                self._fail(task, f"{exc}")
             if stats and stats.get("file"):
                 f = stats["file"]
                 live = {"bytes": f["bytes"], "time": max(0, stats["media_ms"] - f["start_ms"])}

@@ -400,3 +400,32 @@ def flv_tags(data: bytes) -> list[tuple[int, int, int, int]]:
         out.append((pos, typ, size, ts))
         pos = end
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing over RTMP (the ffmpeg CLI as a real publisher)
+
+
+def rtmp_publish(src: str | os.PathLike, url: str, *, realtime: bool = True,
+                 extra: Sequence[str] = ()) -> subprocess.Popen:
+    """Start `ffmpeg [-re] -i src -c copy -f flv url` (stream copy: the payloads pyrec receives
+    are the source's packets byte for byte). Returns the running process; see `rtmp_wait`."""
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error"]
+    if realtime:
+        cmd.append("-re")
+    cmd += ["-i", os.fspath(src), "-c", "copy", *extra, "-f", "flv", url]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def rtmp_wait(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait for a publisher started by `rtmp_publish`; fail on a non-zero exit or any error
+    output."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"publisher {proc.args[-1]} still running after {timeout}s")
+    assert proc.returncode == 0 and not err.strip(), (
+        f"publisher {proc.args[-1]} exited {proc.returncode}: {err.strip()}")

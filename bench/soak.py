@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Soak under load: N real-time RTMP publishers (bench/loadgen.c, one process) recorded by a
+real `pyrec serve` with interval splits, while an API client makes R requests per second
+(records lists, filtered records, start/stop of extra tasks). Reports: lost packets per
+stream (every recorded file counted by pyrec.repair's header scan, against what the loadgen
+sent), files complete (every file finalised), API latency p50/p99/max and errors, server RSS
+over time (flat = no leak) and CPU.
+
+    python bench/soak.py                 # 200 publishers, 100 req/s, 300 s (the issue's run)
+    python bench/soak.py --short         # 20 publishers, 50 req/s, 30 s
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from remux import machine  # noqa: E402
+from scale import build_loadgen, make_input  # noqa: E402
+
+TOKEN = "soak:token"
+AUTH = {"Authorization": "Basic " + base64.b64encode(TOKEN.encode()).decode()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ApiLoad(threading.Thread):
+    """R requests per second on one keep-alive connection per worker, latency of each."""
+
+    def __init__(self, port: int, rate: float, stop: threading.Event, nstreams: int,
+                 workers: int = 4):
+        super().__init__(daemon=True)
+        self.port, self.rate, self.stop, self.n, self.workers = port, rate, stop, nstreams, workers
+        self.lat: list[float] = []
+        self.errors: list[str] = []
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def worker(self, k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        interval = self.workers / self.rate
+        i = 0
+        next_t = time.monotonic() + k * interval / self.workers
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now < next_t:
+                time.sleep(next_t - now)
+            next_t += interval
+            i += 1
+            kind = i % 4
+            if kind == 0:
+                path, body = ":records", {}
+            elif kind == 1:
+                path, body = ":records", {"id": f"t{(i * 7 + k) % self.n}"}
+            elif kind == 2:
+                path, body = ":startRecord", {"id": f"x{k}-{i}", "stream": {"name": f"none{k}"}}
+            else:
+                path, body = ":stopRecord", {"id": f"x{k}-{i - 1}"}
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", f"/v1/vhosts/default/apps/app{path}",
+                             body=json.dumps(body), headers=AUTH)
+                r = conn.getresponse()
+                data = r.read()
+                dt = time.perf_counter() - t0
+                ok = r.status == 200 and json.loads(data)["statusCode"] == 200
+                with self.lock:
+                    self.lat.append(dt)
+                    self.count += 1
+                    if not ok:
+                        self.errors.append(f"{path} {r.status} {data[:120]!r}")
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                with self.lock:
+                    self.errors.append(f"{path} {e!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.close()
+
+    def run(self) -> None:
+        ts = [threading.Thread(target=self.worker, args=(k,), daemon=True)
+              for k in range(self.workers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+
+def api(port: int, action: str, body: dict) -> dict:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", f"/v1/vhosts/default/apps/app:{action}", body=json.dumps(body),
+              headers=AUTH)
+    r = c.getresponse()
+    data = json.loads(r.read())
+    c.close()
+    if r.status != 200:
+        raise RuntimeError(f"{action}: {data}")
+    return data["response"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--short", action="store_true")
+    ap.add_argument("--streams", type=int)
+    ap.add_argument("--rate", type=float, help="API requests per second")
+    ap.add_argument("--seconds", type=float)
+    ap.add_argument("--interval", type=int, default=10_000, help="split interval (ms)")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    n = a.streams or (20 if a.short else 200)
+    rate = a.rate or (50 if a.short else 100)
+    seconds = a.seconds or (30 if a.short else 300)
+    src = make_input()
+    exe = build_loadgen()
+    work = Path(tempfile.mkdtemp(prefix="pyrec-soak-"))
+    api_port, rtmp_port = free_port(), free_port()
+    (work / "pyrec.toml").write_text("[limits]\nmax_connections = 4096\n")
+    log = open(work / "server.log", "wb")
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "pyrec", "serve", "--config", str(work / "pyrec.toml"),
+         "--host", "127.0.0.1", "--api-port", str(api_port), "--rtmp-port", str(rtmp_port),
+         "--access-token", TOKEN, "--record-root", str(work / "records")],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(200):
+            try:
+                api(api_port, "records", {})
+                break
+            except OSError:
+                time.sleep(0.1)
+        for i in range(n):
+            api(api_port, "startRecord", {"id": f"t{i}", "stream": {"name": f"s{i}"},
+                                          "interval": a.interval,
+                                          "filePath": "${Stream}/${Id}_${Sequence}.mp4"})
+        rss0, cpu0 = rss_kib(srv.pid), cpu_s(srv.pid)
+        stop = threading.Event()
+        load = ApiLoad(api_port, rate, stop, n)
+        samples: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        lg = subprocess.Popen([str(exe), "-n", str(n), "-a", "app", "-p", "s", "-d",
+                               str(seconds), "-r", str(max(1000, n * 5)), "127.0.0.1",
+                               str(rtmp_port), str(src)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        load.start()
+        while lg.poll() is None:
+            samples.append((time.monotonic() - t0, rss_kib(srv.pid)))
+            time.sleep(5)
+        out, err = lg.communicate()
+        stop.set()
+        load.join(15)
+        cpu1 = cpu_s(srv.pid)
+        report = json.loads(out.decode() or "{}")
+        if not report:
+            raise RuntimeError(err.decode())
+        # every stream ended: tasks back to ready, files finished
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tasks = [t for t in api(api_port, "records", {}) if t["id"].startswith("t")]
+            if all(t["state"] == "ready" for t in tasks):
+                break
+            time.sleep(1)
+        from pyrec import repair
+
+        sent = {s["name"]: s["packets"] for s in report["per_stream"]}
+        lost = {}
+        unfinished = 0
+        nfiles = 0
+        for i in range(n):
+            got = 0
+            for f in sorted((work / "records" / f"s{i}").glob("*.mp4")):
+                rep = repair.repair(f, dry_run=True)
+                nfiles += 1
+                if rep.status != repair.FINALIZED:
+                    unfinished += 1
+                got += sum(rep.samples.values())
+            if got != sent.get(f"s{i}", -1):
+                lost[f"s{i}"] = sent.get(f"s{i}", 0) - got
+        lat = sorted(load.lat)
+        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+        half = len(samples) // 2
+        first = statistics.mean(r for _, r in samples[1:half]) if half > 1 else float("nan")
+        second = statistics.mean(r for _, r in samples[half:]) if samples[half:] else float("nan")
+        result = {
+            "streams": n, "seconds": seconds, "api_rate": rate,
+            "packets_sent": report["packets"], "lost_streams": len(lost),
+            "lost_packets": sum(lost.values()), "failed_publishers": report["failed"],
+            "files": nfiles, "files_not_finalised": unfinished,
+            "api_requests": load.count, "api_errors": len(load.errors),
+            "api_p50_ms": round(p(0.50), 2), "api_p99_ms": round(p(0.99), 2),
+            "api_max_ms": round(lat[-1] * 1000, 2) if lat else None,
+            "rss_start_mib": round(rss0 / 1024, 1),
+            "rss_first_half_mib": round(first / 1024, 1),
+            "rss_second_half_mib": round(second / 1024, 1),
+            "rss_end_mib": round(samples[-1][1] / 1024, 1) if samples else None,
+            "server_cpu_s": round(cpu1 - cpu0, 1), "loadgen_max_late_ms": report["max_late_ms"],
+        }
+        print(json.dumps(result, indent=1))
+        if load.errors:
+            print("first API errors:", load.errors[:5])
+        if lost:
+            print("lost per stream (first 10):", dict(list(lost.items())[:10]))
+        print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+              f"machine {machine()}, command `python bench/soak.py {' '.join(sys.argv[1:])}`")
+        return 0 if not lost and not load.errors and not unfinished else 1
+    finally:
+        if srv.poll() is None:
+            srv.send_signal(signal.SIGTERM)
+            try:
+                srv.wait(60)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+        log.close()
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("kept", work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
