@@ -367,6 +367,11 @@ static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
     flush_out(s, c);
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return NULL;
+  /* Replies (acknowledgements) are sent once the socket is drained, not while a backlog
+   * is being read: an acknowledgement that reaches a publisher after its last read makes its
+   * kernel reset the connection when it closes, discarding the tail of the stream it still
+   * had queued for us (ffmpeg does this with unpaced pushes). */
+  int drained = 0;
   for (int i = 0; i < READS_PER_WAKE; i++) {
     ssize_t n = recv(c->fd, s->rbuf, READ_BUF, 0);
     /* No pyrec_rtmp_conn_eof() here: it would end the streams as "unpublished"; close_conn
@@ -376,26 +381,34 @@ static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        drained = 1;
         break;
+      }
       return errno == ECONNRESET ? "connection reset by the peer" : "read failed";
     }
     c->last_rx_ms = now_ms();
     s->st.bytes_in += (uint64_t)n;
     int rc = pyrec_rtmp_conn_feed(c->rtmp, s->rbuf, (size_t)n);
-    flush_out(s, c);
     if (rc) {
       const pyrec_errinfo *e = pyrec_rtmp_conn_error(c->rtmp);
       s->st.errors++;
       slog(s, PYREC_LOG_WARNING, "%s: closing: %s: %s (at byte %lld)", c->peer,
            pyrec_errname(rc), e->msg, (long long)e->offset);
+      flush_out(s, c);
       return "bad input";
     }
-    if (pyrec_rtmp_conn_wants_close(c->rtmp))
+    if (pyrec_rtmp_conn_wants_close(c->rtmp)) {
+      flush_out(s, c);
       return "refused";
-    if ((size_t)n < READ_BUF)
+    }
+    if ((size_t)n < READ_BUF) {
+      drained = 1;
       break;
+    }
   }
+  if (drained || c->out.len > 65536)
+    flush_out(s, c);
   return NULL;
 }
 
