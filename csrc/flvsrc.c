@@ -211,8 +211,30 @@ int pyrec_flvsrc_detach(pyrec_flvsrc *s, int id) {
   return rc;
 }
 
+/* Audio format from the configuration record when the tag header cannot say it (AAC's
+ * flags are fixed placeholders; Enhanced RTMP audio has none): AudioSpecificConfig
+ * (ISO/IEC 14496-3 1.6.2.1) or OpusHead (RFC 7845 5.1). */
+static void audio_format(srctrack *t) {
+  static const uint32_t rates[13] = {96000, 88200, 64000, 48000, 44100, 32000, 24000,
+                                     22050, 16000, 12000, 11025, 8000,  7350};
+  const uint8_t *c = t->config.data;
+  size_t n = t->config.len;
+  if (t->codec == PYREC_CODEC_AAC && n >= 2) {
+    unsigned idx = ((c[0] & 7u) << 1) | (c[1] >> 7);
+    unsigned ch = (c[1] >> 3) & 15u;
+    if (idx < 13)
+      t->sample_rate = rates[idx];
+    if (ch)
+      t->channels = ch;
+  } else if (t->codec == PYREC_CODEC_OPUS && n >= 10 && memcmp(c, "OpusHead", 8) == 0) {
+    t->sample_rate = 48000;
+    t->channels = c[9];
+  }
+}
+
 /* Tracks known: fix the track table and let the owner attach sinks. */
 static void become_ready(pyrec_flvsrc *s) {
+  audio_format(&s->a);
   s->ready = 1;
   for (unsigned i = 0; i < s->ntracks; i++) {
     srctrack *t = s->byid[i];

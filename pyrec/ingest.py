@@ -241,7 +241,7 @@ class IngestServer:
                                  t["channels"]) for t in self.core.tracks(key)]
         st.ready = True
         desc = ", ".join(f"{t.id}:{t.name}={t.codec or t.unsupported}" for t in st.tracks)
-        log.info("stream %s/%s/%s ready: %s", st.vhost, st.app, st.name, desc)
+        log.info("stream %s/%s ready: %s", st.app, st.name, desc)
         if self._ready_listener is not None:
             self._ready_listener(st)
 
