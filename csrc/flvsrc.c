@@ -82,6 +82,16 @@ int pyrec_flvsrc_new(pyrec_flvsrc **out, const pyrec_flvsrc_opts *o, pyrec_errin
   return PYREC_OK;
 }
 
+/* An unused sink slot, or -1 (with the error set) when the stream has the most it takes. */
+static int free_slot(const pyrec_flvsrc *s, pyrec_errinfo *err) {
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++)
+    if (!s->sinks[i].rec)
+      return i;
+  pyrec_seterr(err, PYREC_E_TOOBIG, -1, "a stream takes at most %d recordings",
+               PYREC_FLVSRC_MAX_SINKS);
+  return -1;
+}
+
 unsigned pyrec_flvsrc_ntracks(const pyrec_flvsrc *s) { return s->ready ? s->ntracks : 0; }
 
 const pyrec_flvsrc_track *pyrec_flvsrc_track_info(const pyrec_flvsrc *s, unsigned i) {
@@ -93,13 +103,9 @@ int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_op
   if (!s->ready || s->closed)
     return pyrec_seterr(err, PYREC_E_STATE, -1,
                         s->closed ? "the stream has ended" : "the stream's tracks are not known yet");
-  int slot = -1;
-  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS && slot < 0; i++)
-    if (!s->sinks[i].rec)
-      slot = i;
+  int slot = free_slot(s, err);
   if (slot < 0)
-    return pyrec_seterr(err, PYREC_E_TOOBIG, -1, "a stream takes at most %d recordings",
-                        PYREC_FLVSRC_MAX_SINKS);
+    return PYREC_E_TOOBIG;
   pyrec_track_desc d[2];
   memset(d, 0, sizeof d);
   sink *k = &s->sinks[slot];
@@ -152,13 +158,9 @@ int pyrec_flvsrc_adopt(pyrec_flvsrc *s, pyrec_rec *rec, uint32_t track_mask, int
                        pyrec_errinfo *err) {
   if (!s->ready || s->closed)
     return pyrec_seterr(err, PYREC_E_STATE, -1, "the stream's tracks are not known yet");
-  int slot = -1;
-  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS && slot < 0; i++)
-    if (!s->sinks[i].rec)
-      slot = i;
+  int slot = free_slot(s, err);
   if (slot < 0)
-    return pyrec_seterr(err, PYREC_E_TOOBIG, -1, "a stream takes at most %d recordings",
-                        PYREC_FLVSRC_MAX_SINKS);
+    return PYREC_E_TOOBIG;
   sink *k = &s->sinks[slot];
   unsigned n = 0;
   for (unsigned i = 0; i < s->ntracks; i++) {

@@ -50,27 +50,6 @@ static int io_error(pyrec_mp4w *w, const char *call, uint64_t off, int e) {
   return PYREC_E_IO;
 }
 
-/* Append `n` bytes at the end of the file. On failure after a partial write the file is cut
- * back (best effort) so that it still ends with a complete structure. */
-static int write_all(pyrec_mp4w *w, const uint8_t *p, size_t n) {
-  uint64_t start = w->stats.file_bytes;
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = write(w->fd, p + done, n - done);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      int e = r < 0 ? errno : EIO;
-      if (done > 0 && ftruncate(w->fd, (off_t)start) == 0)
-        (void)lseek(w->fd, (off_t)start, SEEK_SET);
-      return io_error(w, "write", start + done, e);
-    }
-    done += (size_t)r;
-  }
-  w->stats.file_bytes += n;
-  return 0;
-}
-
 /* Append the pieces of `iov` at the end of the file with as few system calls as the kernel
  * allows (one writev normally); same failure handling as write_all. */
 static int writev_all(pyrec_mp4w *w, struct iovec *iov, int n) {
@@ -107,6 +86,12 @@ static int writev_all(pyrec_mp4w *w, struct iovec *iov, int n) {
   }
   w->stats.file_bytes += total;
   return 0;
+}
+
+/* Append `n` bytes at the end of the file (see writev_all). */
+static int write_all(pyrec_mp4w *w, const uint8_t *p, size_t n) {
+  struct iovec iov = {(void *)p, n};
+  return writev_all(w, &iov, 1);
 }
 
 static int pwrite_u64(pyrec_mp4w *w, uint64_t off, uint64_t v) {

@@ -121,9 +121,7 @@ cdef void _rec_opts(pyrec_rec_opts *o, dict kw):
     o.max_fragment_bytes = kw.get("max_fragment_bytes", 0)
 
 
-cdef dict _rec_stats(const pyrec_rec *r):
-    cdef pyrec_rec_stats s
-    pyrec_rec_get_stats(r, &s)
+cdef dict _stats_dict(const pyrec_rec_stats *s):
     tracks = []
     cdef unsigned i
     for i in range(s.ntracks):
@@ -136,6 +134,12 @@ cdef dict _rec_stats(const pyrec_rec *r):
             "file": ({"sequence": s.file_sequence, "start_ms": s.file_start_ms,
                       "bytes": s.file_bytes, "payload_bytes": s.file_payload_bytes}
                      if s.file_open else None)}
+
+
+cdef dict _rec_stats(const pyrec_rec *r):
+    cdef pyrec_rec_stats s
+    pyrec_rec_get_stats(r, &s)
+    return _stats_dict(&s)
 
 
 cdef class Recorder:
@@ -647,22 +651,11 @@ cdef class Server:
             rc = pyrec_server_sink_stats(self.s, key, sid, &st, &err)
         if rc == PYREC_E_NOTRACK_:
             raise KeyError((key, sid))
-        tracks = []
-        for i in range(st.ntracks):
-            t = &st.track[i]
-            tracks.append({"received": t.received, "written": t.written,
-                           "dropped_start": t.dropped_start, "rejected": t.rejected,
-                           "wraps": t.ts.wraps, "backward": t.ts.backward, "equal": t.ts.equal,
-                           "jumps": t.ts.jumps, "pts_fixed": t.ts.pts_fixed})
         files = self.sinks.get((key, sid))
         exc = (<_Files>files).exc if files is not None else None
         if exc is None and rc:
             exc = _error(rc, &err)
-        return ({"tracks": tracks, "files": st.files, "media_ms": st.media_ms,
-                 "queued": st.queued,
-                 "file": ({"sequence": st.file_sequence, "start_ms": st.file_start_ms,
-                           "bytes": st.file_bytes, "payload_bytes": st.file_payload_bytes}
-                          if st.file_open else None)}, exc)
+        return (_stats_dict(&st), exc)
 
     def park(self, uint64_t key, int sid) -> int:
         """Keep the recording of an ending stream open (call from on_stream_closing)."""
