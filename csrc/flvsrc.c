@@ -320,6 +320,26 @@ static int hold(pyrec_flvsrc *s, const pyrec_flv_tag *tag, int video) {
   return PYREC_OK;
 }
 
+/* A new sequence header after the tracks were fixed (e.g. the encoder changed resolution):
+ * every recording of that track starts a new file with it at the next keyframe. */
+static void reconfigure(pyrec_flvsrc *s, srctrack *t, const pyrec_flv_tag *tag) {
+  s->st.config_changes++;
+  pyrec_buf_reset(&t->config);
+  pyrec_buf_put(&t->config, tag->payload, tag->payload_len);
+  pyrec_flvsrc_track *info = &s->info[t->index];
+  info->config = t->config.data;
+  info->config_len = t->config.len;
+  for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++) {
+    sink *k = &s->sinks[i];
+    if (k->rec && !k->failed && k->map[t->index] >= 0) {
+      pyrec_errinfo e;
+      if (pyrec_rec_set_config(k->rec, (unsigned)k->map[t->index], tag->payload,
+                               tag->payload_len, &e))
+        s->st.bad_configs++;
+    }
+  }
+}
+
 int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
   if (s->failed)
     return s->err.code;
@@ -377,7 +397,7 @@ int pyrec_flvsrc_tag(pyrec_flvsrc *s, const pyrec_flv_tag *tag) {
     if (s->ready) {
       if (tag->payload_len != t->config.len ||
           (tag->payload_len && memcmp(tag->payload, t->config.data, tag->payload_len)))
-        s->st.config_changes++;
+        reconfigure(s, t, tag);
       return PYREC_OK;
     }
     pyrec_buf_reset(&t->config);

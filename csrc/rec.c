@@ -506,6 +506,34 @@ void pyrec_rec_reanchor(pyrec_rec *r) {
     pyrec_tsfix_reanchor(&r->t[i].fix);
 }
 
+int pyrec_rec_set_config(pyrec_rec *r, unsigned track, const uint8_t *config, size_t len,
+                         pyrec_errinfo *err) {
+  if (track >= r->n)
+    return pyrec_seterr(err, PYREC_E_NOTRACK, -1, "no track %u", track);
+  rtrack *t = &r->t[track];
+  pyrec_track_desc d = t->desc;
+  d.config = config;
+  d.config_len = len;
+  d.width = d.height = 0; /* from the new parameter sets */
+  pyrec_codec_state cs;
+  int rc = pyrec_codec_init(&cs, &d, err);
+  pyrec_codec_free(&cs);
+  if (rc)
+    return rc;
+  uint8_t *c = NULL;
+  if (len) {
+    if (!(c = malloc(len)))
+      return pyrec_seterr(err, PYREC_E_NOMEM, -1, "out of memory");
+    memcpy(c, config, len);
+  }
+  free(t->config);
+  t->config = c;
+  t->desc = d;
+  t->desc.config = c;
+  r->split_at = PYREC_SPLIT_NOW; /* the next file starts with the new configuration */
+  return PYREC_OK;
+}
+
 unsigned pyrec_rec_ntracks(const pyrec_rec *r) { return r->n; }
 
 int pyrec_rec_track_codec(const pyrec_rec *r, unsigned track) {

@@ -152,7 +152,7 @@ cdef extern from "pyrec/flvsrc.h" nogil:
         const uint8_t *config
         size_t config_len
     ctypedef struct pyrec_flvsrc_stats:
-        uint64_t tags, script_tags, ignored_tags, config_changes, media_bytes
+        uint64_t tags, script_tags, ignored_tags, config_changes, bad_configs, media_bytes
         unsigned ntracks
         int ready
         unsigned sinks

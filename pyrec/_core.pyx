@@ -421,7 +421,8 @@ cdef class FlvSource:
         cdef pyrec_flvsrc_stats st
         pyrec_flvsrc_get_stats(self.s, &st)
         return {"tags": st.tags, "script_tags": st.script_tags, "ignored_tags": st.ignored_tags,
-                "config_changes": st.config_changes, "media_bytes": st.media_bytes,
+                "config_changes": st.config_changes, "bad_configs": st.bad_configs,
+                "media_bytes": st.media_bytes,
                 "ntracks": st.ntracks, "ready": bool(st.ready), "sinks": st.sinks}
 
 

@@ -41,7 +41,9 @@ typedef struct pyrec_flvsrc_stats {
   uint64_t tags;           /* tags seen */
   uint64_t script_tags;
   uint64_t ignored_tags;   /* EOS, metadata/command frames, tracks appearing after ready */
-  uint64_t config_changes; /* a new, different sequence header after ready */
+  uint64_t config_changes; /* a new, different sequence header after ready: recordings of
+                              that track start a new file with it at the next keyframe */
+  uint64_t bad_configs;    /* such headers that were not valid (the recordings keep the old) */
   uint64_t media_bytes;    /* audio/video payload bytes */
   unsigned ntracks;
   int ready;

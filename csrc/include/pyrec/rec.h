@@ -84,6 +84,11 @@ int pyrec_rec_split(pyrec_rec *r, int64_t at_ms);
 /* The source restarts its timeline (a publisher reconnected into the same recording): the
  * next packets continue one duration after the last ones, tracks kept aligned. */
 void pyrec_rec_reanchor(pyrec_rec *r);
+/* A new configuration record for a track (e.g. the encoder changed resolution): the open file
+ * is finished at the next anchor keyframe and the next file carries the new configuration.
+ * PYREC_E_CONFIG (and nothing changes) when the record is not valid for the track's codec. */
+int pyrec_rec_set_config(pyrec_rec *r, unsigned track, const uint8_t *config, size_t len,
+                         pyrec_errinfo *err);
 unsigned pyrec_rec_ntracks(const pyrec_rec *r);
 int pyrec_rec_track_codec(const pyrec_rec *r, unsigned track);
 /* Write out what can be written (a wall-clock tick for live sources). */
