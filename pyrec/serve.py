@@ -3,6 +3,7 @@ embedded defaults: vhost `default`, app `app`, root `./records`, SQLite task sto
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -122,8 +123,6 @@ class Service:
 
 
 def _remove_empty(path: object) -> None:
-    import os
-
     try:
         os.unlink(str(path))
         log.warning("removed %s: opened just before a crash, it holds no media", path)
