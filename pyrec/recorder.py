@@ -16,7 +16,7 @@ from pyrec.paths import PathContext, expand, has_end_time
 from pyrec.schedule import Schedule
 from pyrec.tracks import TrackSpec
 
-__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES"]
+__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "rename_no_replace"]
 
 SEGMENTATION_RULES = ("discontinuity", "continuity")
 
@@ -155,18 +155,23 @@ class FileSink:
             self.on_file(rf)
 
     def _rename(self, tmp: str, final: str) -> str:
-        """Rename without ever replacing an existing file: name-1.mp4, name-2.mp4, ..."""
-        stem, ext = os.path.splitext(final)
-        candidate, n = final, 0
-        while True:
-            try:
-                os.link(tmp, candidate)
-            except FileExistsError:
-                n += 1
-                candidate = f"{stem}-{n}{ext}"
-                continue
-            os.unlink(tmp)
-            return candidate
+        return rename_no_replace(tmp, final)
+
+
+def rename_no_replace(tmp: str, final: str) -> str:
+    """Rename without ever replacing an existing file: name-1.mp4, name-2.mp4, ...
+    Returns the name used."""
+    stem, ext = os.path.splitext(final)
+    candidate, n = final, 0
+    while True:
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            n += 1
+            candidate = f"{stem}-{n}{ext}"
+            continue
+        os.unlink(tmp)
+        return candidate
 
 
 class Recorder:

@@ -24,7 +24,7 @@ from pyrec.errors import ApiError
 from pyrec.infoxml import InfoEntry, append_entry
 from pyrec.ingest import IngestServer, LiveRecording, LiveStream
 from pyrec.paths import PathContext, PathEscapeError, expand, resolve_under
-from pyrec.recorder import FileSink, RecordedFile
+from pyrec.recorder import FileSink, RecordedFile, rename_no_replace
 from pyrec.schedule import Schedule, ScheduleError
 from pyrec.store import TaskStore
 
@@ -309,11 +309,32 @@ class TaskManager:
                     log.warning("task %s: removed %s: opened just before a crash, it holds no "
                                 "media", task.spec.id, path)
                 else:
+                    path = self._final_name(task, path, rep.duration_ms)
                     log.warning("task %s: recovered %s after a crash: %s (%s)", task.spec.id,
                                 path, rep.status, rep.message)
                     task.recovered.append(self._relative(task, path))
                     task.files += 1
             self._save(task)
+
+    def _final_name(self, task: Task, path: str, duration_ms: int) -> str:
+        """A recovered file still under its temporary name (a ${EndTime} template) gets its
+        final name, the end time being its start plus what it holds."""
+        if not os.path.basename(path).startswith(".pyrec-") or task.start_time is None:
+            return path
+        appcfg = self.config.app(task.vhost, task.app)
+        template = task.spec.file_path or (appcfg.file_path if appcfg else None)
+        if not template or appcfg is None:
+            return path
+        ctx = PathContext(vhost=task.vhost, app=task.app, stream=task.spec.stream_name,
+                          id=task.spec.id, transaction_id=task.transaction_id,
+                          sequence=task.sequence or 0, start_time=task.start_time,
+                          end_time=task.start_time + timedelta(milliseconds=duration_ms))
+        try:
+            final = str(resolve_under(appcfg.root, expand(template, ctx)))
+            return rename_no_replace(path, final)
+        except (OSError, PathEscapeError) as e:
+            log.error("task %s: cannot rename %s: %s", task.spec.id, path, e)
+            return path
 
     def all_tasks(self) -> list[Task]:
         with self._lock:

@@ -159,3 +159,51 @@ def test_kill_9_while_recording_then_restart(tmp_path):
             server.kill()
     assert killed_at > 0
     assert os.path.exists(root)
+
+
+def test_kill_9_with_end_time_template_gets_final_name(tmp_path):
+    """A file named with ${EndTime} lives under a temporary name while open; after a crash the
+    restart finalises it and gives it its final name (end = start + what it holds)."""
+    root = tmp_path / "records"
+    log = tmp_path / "server.log"
+    api_port, rtmp_port = free_port(), free_port()
+    server = start_server(root, api_port, rtmp_port, log)
+    pub = None
+    try:
+        st, _ = api(api_port, "startRecord", {
+            "id": "e", "stream": {"name": "cam"},
+            "filePath": "${Id}_${StartTime:hhmmss}-${EndTime:hhmmss}.mp4"})
+        assert st == 200
+        pub = publish(rtmp_port, "cam", 30)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            t = api(api_port, "records", {"id": "e"})[1]["response"][0]
+            if t["state"] == "recording" and t.get("recordBytes", 0) > 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no fragments: {t}")
+        assert t["outputFilePath"].endswith(".part")
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    finally:
+        if pub is not None:
+            pub.kill()
+            pub.wait()
+    assert list(root.rglob("*.mp4")) == []  # only the temporary name exists
+    server = start_server(root, api_port, rtmp_port, log)
+    try:
+        t = api(api_port, "records", {"id": "e"})[1]["response"][0]
+        files = list(root.rglob("*.mp4"))
+        assert len(files) == 1 and not list(root.rglob("*.part")), files
+        name = files[0].name
+        assert name.startswith("e_") and t["recoveredFiles"] == [name]
+        start, stop = name[2:-4].split("-")
+        assert stop >= start
+        media_seconds(files[0])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
