@@ -130,11 +130,31 @@ def _remove_empty(path: object) -> None:
         log.error("cannot remove %s: %s", path, e)
 
 
+def keep_generated_token(config: Config) -> bool:
+    """A generated token is kept beside the task database (mode 0600) so that clients keep
+    working after a restart. Returns True when it was generated now (to be printed once)."""
+    if not config.token_generated:
+        return False
+    path = config.database.parent / "access_token"
+    try:
+        config.access_token = path.read_text(encoding="utf-8").strip() or config.access_token
+        config.token_generated = False
+        return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(config.access_token + "\n")
+    return True
+
+
 def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    generated = keep_generated_token(config)
     svc = Service(config)
-    if config.token_generated:
-        # Printed once, on stdout only (never logged).
+    if generated:
+        # Printed once, on stdout only (never logged); kept in <database dir>/access_token.
         print(f"pyrec: generated access token (use HTTP Basic auth): {config.access_token}",
               flush=True)
     done = threading.Event()

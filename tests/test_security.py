@@ -143,6 +143,27 @@ def test_generated_token_printed_once_never_logged(tmp_path):
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert token not in out and token not in err  # printed once: the first line, read above
+    # Kept for the next start (clients keep working), readable by the owner only, not printed.
+    kept = tmp_path / "r" / ".pyrec" / "access_token"
+    assert kept.read_text().strip() == token and (kept.stat().st_mode & 0o777) == 0o600
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyrec", "serve", "--host", "127.0.0.1", "--api-port",
+         str(api_port), "--rtmp-port", str(free_port()), "--record-root", str(tmp_path / "r")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        status = 0
+        while time.monotonic() < end and status != 200:
+            try:
+                status = request(api_port, "POST", "/v1/vhosts/default/apps/app:records", {},
+                                 token=token)[0]
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert token not in out and token not in err
     secret = token.split(":", 1)[1]
     assert secret not in err and base64.b64encode(token.encode()).decode() not in err
     assert "Record API on" in err
