@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +45,39 @@ class RecordedFile:
     @property
     def duration_ms(self) -> int:
         return self.end_ms - self.start_ms
+
+
+class _Syncer:
+    """Flushes finished live files to the disk (fsync) on a background thread: the file is
+    complete and renamed at once; its durability follows without holding up the thread that
+    finished it (the ingest loop, where 200 files closing at one split would otherwise wait
+    on the disk one after another)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sync_and_close(self, fd: int) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pyrec-fsync",
+                                                daemon=True)
+                self._thread.start()
+        self._q.put(fd)
+
+    def _run(self) -> None:
+        while True:
+            fd = self._q.get()
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass  # the writer already reported any write error; this is best effort
+            finally:
+                os.close(fd)
+
+
+_syncer = _Syncer()
 
 
 def _now() -> datetime:
@@ -133,11 +168,14 @@ class FileSink:
         fd = info["fd"]
         path, later, start = self._open.pop(fd)
         end = self.clock() if self.live else self.wall(info["end_ms"])
-        try:
-            if info["error"] is None:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        if info["error"] is None and self.live:
+            _syncer.sync_and_close(fd)  # never stall the ingest loop on the disk
+        else:
+            try:
+                if info["error"] is None:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         sequence = info["sequence"] + self.sequence_offset
         if later is not None:
             final = expand(later, self._ctx(sequence, start, end))
