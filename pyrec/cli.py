@@ -125,6 +125,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         return run(cfg)
+    except PyrecError as e:
+        print(f"pyrec: error: {e.message}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"pyrec: error: {e}", file=sys.stderr)
         return 1

@@ -23,10 +23,16 @@ N = 8
 PART_MS = 500
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held together while chosen, so never the same twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def api(port: int, action: str, body: dict) -> tuple[int, dict]:
@@ -79,7 +85,7 @@ def media_seconds(path: Path) -> float:
 def test_kill_9_while_recording_then_restart(tmp_path):
     root = tmp_path / "records"
     log = tmp_path / "server.log"
-    api_port, rtmp_port = free_port(), free_port()
+    api_port, rtmp_port = free_ports(2)
     server = start_server(root, api_port, rtmp_port, log)
     pubs = []
     try:
@@ -166,7 +172,7 @@ def test_kill_9_with_end_time_template_gets_final_name(tmp_path):
     restart finalises it and gives it its final name (end = start + what it holds)."""
     root = tmp_path / "records"
     log = tmp_path / "server.log"
-    api_port, rtmp_port = free_port(), free_port()
+    api_port, rtmp_port = free_ports(2)
     server = start_server(root, api_port, rtmp_port, log)
     pub = None
     try:

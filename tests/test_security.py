@@ -107,24 +107,32 @@ def test_token_never_logged_in_process(svc, caplog):
         assert secret not in text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held together while chosen, so never the same twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_generated_token_printed_once_never_logged(tmp_path):
-    api_port = free_port()
+    api_port, rtmp_port, rtmp_port2 = free_ports(3)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyrec", "serve", "--host", "127.0.0.1", "--api-port",
-         str(api_port), "--rtmp-port", str(free_port()), "--record-root", str(tmp_path / "r")],
+         str(api_port), "--rtmp-port", str(rtmp_port), "--record-root", str(tmp_path / "r")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         token = None
         end = time.monotonic() + 20
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "generated access token" in line, line
+        if "generated access token" not in line:
+            proc.kill()
+            raise AssertionError(f"no token line: {line!r}; stderr: {proc.communicate()[1]}")
         token = line.rsplit(" ", 1)[1].strip()
         assert ":" in token and len(token) > 20
         while time.monotonic() < end:
@@ -148,7 +156,7 @@ def test_generated_token_printed_once_never_logged(tmp_path):
     assert kept.read_text().strip() == token and (kept.stat().st_mode & 0o777) == 0o600
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyrec", "serve", "--host", "127.0.0.1", "--api-port",
-         str(api_port), "--rtmp-port", str(free_port()), "--record-root", str(tmp_path / "r")],
+         str(api_port), "--rtmp-port", str(rtmp_port2), "--record-root", str(tmp_path / "r")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 20
