@@ -493,6 +493,19 @@ int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
   return PYREC_OK;
 }
 
+/* Read what a connection has already queued in the kernel (until EAGAIN, at most 64 MiB)
+ * without waiting for more. The connection is marked dead when it ends or fails. */
+static void drain_before_stop(pyrec_server *s, sconn *c) {
+  uint64_t start = s->st.bytes_in;
+  while (!c->dead && s->st.bytes_in - start < (64u << 20)) {
+    uint64_t before = s->st.bytes_in;
+    if (serve_conn(s, c, EPOLLIN))
+      c->dead = 1;
+    if (s->st.bytes_in == before)
+      break; /* nothing more was queued */
+  }
+}
+
 uint16_t pyrec_server_port(const pyrec_server *s) { return s->port; }
 
 int pyrec_server_run(pyrec_server *s) {
@@ -543,6 +556,11 @@ int pyrec_server_run(pyrec_server *s) {
     pthread_mutex_unlock(&s->lock);
   }
   pthread_mutex_lock(&s->lock);
+  /* What publishers sent before the stop is already in our receive buffers: record it
+   * (bounded) before the connections close, so a stop loses nothing that had arrived. */
+  for (sconn *c = s->conns; c; c = c->next)
+    if (!c->dead)
+      drain_before_stop(s, c);
   while (s->conns)
     close_conn(s, s->conns, "server stopping");
   while (s->parked) /* no reconnect is coming: finish their files */
