@@ -139,6 +139,29 @@ typedef struct runctx {
   int attach_rc;
 } runctx;
 
+/* The media_time of a track's edit list (track_id = trak order + 1), 0 without one. */
+static int64_t edit_media_time(const uint8_t *d, size_t n, uint32_t track_id) {
+  uint32_t k = 0;
+  for (size_t i = 4; i + 4 <= n; i++) {
+    if (!memcmp(d + i, "moof", 4))
+      break;
+    if (memcmp(d + i, "trak", 4))
+      continue;
+    size_t size = pyrec_rd32(d + i - 4);
+    if (++k != track_id)
+      continue;
+    for (size_t j = i; j + 28 <= n && j < i - 4 + size; j++)
+      if (!memcmp(d + j, "elst", 4)) {
+        const uint8_t *m = d + j + 8 + 4 + (d[j + 4] == 1 ? 8 : 4); /* entry 0 media_time */
+        if (d[j + 4] == 1)
+          return (int64_t)(((uint64_t)pyrec_rd32(m) << 32) | pyrec_rd32(m + 4));
+        return (int32_t)pyrec_rd32(m);
+      }
+    return 0;
+  }
+  return 0;
+}
+
 static void on_ready(void *opaque, pyrec_flvsrc *src) {
   runctx *c = opaque;
   pyrec_rec_callbacks cb = {on_open, on_close, c->s};
@@ -235,21 +258,27 @@ static void test_interval_split(void) {
     CHECK_EQ(v, 100);
     CHECK_EQ(a, 88);
     for (int i = 0; i + 1 < s.nfiles; i++) {
-      char p[128];
+      char p[128], p0[128];
       path_of(&s, (uint32_t)(i + 1), p, sizeof p);
-      size_t n;
-      uint8_t *d = slurp(p, &n);
-      CHECK(d != NULL);
-      for (uint32_t t = 0; t < 2 && d; t++) {
+      path_of(&s, (uint32_t)i, p0, sizeof p0);
+      size_t n, n0;
+      uint8_t *d = slurp(p, &n), *d0 = slurp(p0, &n0);
+      CHECK(d != NULL && d0 != NULL);
+      for (uint32_t t = 0; t < 2 && d && d0; t++) {
         int64_t tfdt = first_tfdt(d, n, t + 1);
-        if (continuity) /* the next file starts where this one ended, per track */
-          CHECK_EQ(tfdt, s.end_dts[i][t]);
+        if (continuity) /* the next file starts where this one ended, per track, in
+                           presentation time (edit lists included: the first file has one) */
+          CHECK_EQ(tfdt - edit_media_time(d, n, t + 1),
+                   s.end_dts[i][t] - edit_media_time(d0, n0, t + 1));
         else if (t == 0)
           CHECK_EQ(tfdt, 0);
         else
-          CHECK(tfdt >= 0 && tfdt < 50);
+          CHECK(tfdt >= 0 && tfdt < 22050 / 20); /* < 50 ms at the clip's 22.05 kHz */
       }
+      if (continuity && i == 0) /* B-frames: the first file's timeline starts with an edit */
+        CHECK(d0 && edit_media_time(d0, n0, 1) > 0);
       free(d);
+      free(d0);
     }
   }
 }
