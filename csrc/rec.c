@@ -318,13 +318,17 @@ static int open_file(pyrec_rec *r, unsigned ti, const pkt *p, int64_t start_ms) 
 
 /* B-frames (and Opus pre-skip): a file's presentation starts at the earliest presentation
  * time of what it holds, which may come after its first decode time. Every track's edit list
- * starts there by the same amount, so A/V offsets stay the source's and no packet is
- * presented before the file's start. Settled while the init segment is not written yet. */
+ * starts there by the same amount, so A/V offsets stay the source's. With keep_leading every
+ * track counts (no packet is presented before the file's start); live files start at the
+ * anchor's first presentation time (as they start at its keyframe). Settled while the init
+ * segment is not written yet. */
 static void note_start(pyrec_rec *r, rfile *f, unsigned ti, const pkt *p) {
   if (pyrec_mp4w_get_stats(f->w)->file_bytes > 0) {
     f->edit_fixed = 1;
     return;
   }
+  if (!r->o.keep_leading && r->anchor >= 0 && (int)ti != r->anchor)
+    return;
   const rtrack *t = &r->t[ti];
   uint32_t ts = t->desc.timescale;
   int64_t q = (p->pts > p->dts ? p->pts : p->dts) - f->base[ti] + t->preskip;
