@@ -9,8 +9,9 @@
  * least part_duration_ms after the first pending sample (the known media span), when the
  * pending bytes exceed max_fragment_bytes, and on flush() / finish(). When the first video
  * track's keyframes come at most 2 x part_duration_ms apart, a fragment waits (up to twice
- * the part duration) for the next keyframe, so that each fragment starts on one; a crash
- * then loses at most two parts. Rarer keyframes: cut at the part duration.
+ * the part duration of video; 2.5 parts on any track when the video stalls) for the next
+ * keyframe, so that each fragment starts on one; a crash then loses at most that much.
+ * Rarer keyframes: cut at the part duration.
  *
  * finish() patches in place (pwrite) the 64-bit durations the init segment left at 0:
  * mdhd = end - first dts (track timescale), tkhd = that in the movie timescale or, with an
@@ -379,7 +380,7 @@ static pyrec_mp4w_track *key_track(pyrec_mp4w *w) {
  * their decoder per fragment need it). */
 static int due(pyrec_mp4w *w) {
   size_t bytes = 0;
-  int reached = 0, twice = 0;
+  int reached = 0, late = 0;
   uint64_t part = w->opts.part_duration_ms;
   for (unsigned i = 0; i < w->ntracks; i++) {
     const pyrec_mp4w_track *t = &w->tracks[i];
@@ -387,10 +388,15 @@ static int due(pyrec_mp4w *w) {
     if (t->ns >= 2) {
       uint64_t span = (uint64_t)(t->s[t->ns - 1].dts - t->s[0].dts) * 1000;
       reached |= span >= part * t->timescale;
-      twice |= span >= 2 * part * t->timescale;
+      late |= span * 2 >= 5 * part * t->timescale; /* video stalled: 2.5 parts on any track */
     }
   }
   const pyrec_mp4w_track *v = key_track(w);
+  /* Waiting ends at two parts of video (audio runs a frame ahead in decode order, so its
+   * span is not the measure: a keyframe exactly two parts in must still start a fragment). */
+  int twice = late || (v && v->ns >= 2 &&
+                       (uint64_t)(v->s[v->ns - 1].dts - v->s[0].dts) * 1000 >=
+                           2 * part * v->timescale);
   if (bytes > w->opts.max_fragment_bytes)
     return 1;
   int aligned = v && v->key_gap > 0 && (uint64_t)v->key_gap * 1000 <= 2 * part * v->timescale;
