@@ -203,6 +203,9 @@ static void test_whole_file(void) {
   CHECK_EQ(s.nfiles, 1);
   CHECK_EQ(s.samples[0][0], 100);
   CHECK_EQ(s.samples[0][1], 88);
+  /* audio timed at its 22.05 kHz sample rate: every AAC frame exactly 1024 samples long,
+   * the last one included */
+  CHECK_EQ(s.end_dts[0][1] - s.first_dts[0][1], 88 * 1024);
   CHECK_EQ(s.info[0].error, 0);
   CHECK_EQ(s.info[0].start_ms, 0);
   if (!(s.info[0].end_ms >= 3990 && s.info[0].end_ms <= 4200))
