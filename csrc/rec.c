@@ -36,6 +36,7 @@ typedef struct rtrack {
   int gridded;          /* input times converted (pyrec_rec_write_in) through `grid` */
   pyrec_tsgrid grid;
   uint32_t rate;        /* audio sample rate (frame lengths are in its samples), 0 unknown */
+  int sbr;              /* AAC with explicit SBR/PS: 2048 samples per frame at `rate` */
   int64_t preskip;      /* Opus pre-skip in track ticks: not presented */
   int64_t last_frame;   /* length of the last packet written, track ticks (0 unknown) */
 } rtrack;
@@ -117,6 +118,11 @@ static void setup_grid(pyrec_rec *r, unsigned i, uint32_t rate, uint16_t preskip
   rtrack *t = &r->t[i];
   uint32_t ts = t->desc.timescale, in = r->o.in_timescale[i];
   t->rate = t->video ? 0 : rate;
+  /* AudioSpecificConfig audioObjectType 5 (SBR) or 29 (PS): the rate is the extension's */
+  if (t->desc.codec == PYREC_CODEC_AAC && t->desc.config_len >= 1) {
+    unsigned aot = t->desc.config[0] >> 3;
+    t->sbr = aot == 5 || aot == 29;
+  }
   t->preskip = preskip ? rescale_floor(preskip, 48000, ts) : 0;
   if (!in || in == ts)
     return;
@@ -132,6 +138,8 @@ static int64_t frame_ticks(const rtrack *t, const uint8_t *data, size_t len) {
   uint32_t rate = t->desc.codec == PYREC_CODEC_OPUS ? 48000 : t->rate;
   if (!n)
     return 0;
+  if (t->sbr)
+    n *= 2;
   if (rate == t->desc.timescale)
     return n;
   __int128 x = (__int128)n * t->desc.timescale;
