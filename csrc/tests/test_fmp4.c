@@ -326,6 +326,38 @@ static void test_init_and_fragment(void) {
 
 /* ---- fragment policy ------------------------------------------------------------------ */
 
+/* Waiting for a keyframe is bounded when the video stops: audio alone cuts at 2.5 parts. */
+static void test_keyframe_wait_bounded_when_video_stalls(void) {
+  int fd = tmpfd();
+  pyrec_track_desc d[2] = {vdesc(1000), adesc()};
+  pyrec_mp4w_opts o = {0};
+  o.part_duration_ms = 1000;
+  pyrec_mp4w *w;
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &o, NULL), 0);
+  const pyrec_mp4w_stats *st = pyrec_mp4w_get_stats(w);
+  static const uint8_t au[4] = {0x21, 0x10, 0x04, 0x60};
+  int64_t a = 0;
+  for (int i = 0; i <= 50; i++) { /* 2 s of video, keyframes every second */
+    CHECK_EQ(vwrite(w, 0, i * 40, 0, i % 25 == 0), 0);
+    for (; a * 1000 < (int64_t)i * 40 * 44100; a += 1024)
+      CHECK_EQ(pyrec_mp4w_write(w, 1, a, 0, 0, au, sizeof au), 0);
+  }
+  uint64_t before = st->fragments;
+  CHECK_EQ(before, 2); /* cut at 1 s (interval unknown yet) and at the keyframe at 2 s */
+  /* the video stops; audio goes on: a fragment at 2.5 s of audio span, not before */
+  int64_t start = a;
+  while (st->fragments == before && a < 44100 * 10) {
+    CHECK_EQ(pyrec_mp4w_write(w, 1, a, 0, 0, au, sizeof au), 0);
+    a += 1024;
+  }
+  CHECK_EQ(st->fragments, before + 1);
+  int64_t span = a - 1024 - start; /* the pending audio began a few frames before `start` */
+  CHECK(span * 10 >= 24 * 44100 && span * 10 <= 25 * 44100);
+  CHECK_EQ(pyrec_mp4w_finish(w, NULL), 0);
+  pyrec_mp4w_free(w);
+  close(fd);
+}
+
 /* Keyframes at most two parts apart: once their interval is known, every fragment starts on
  * one (cut at the keyframe after the part duration is reached, or at two parts). Table:
  * GOP length in frames (25 fps, part 1 s) -> first frame of each fragment. */
@@ -715,6 +747,7 @@ int main(void) {
   RUN(test_init_and_fragment);
   RUN(test_part_duration);
   RUN(test_fragments_start_on_keyframes);
+  RUN(test_keyframe_wait_bounded_when_video_stalls);
   RUN(test_av_finish_mfra);
   RUN(test_index_cap);
   RUN(test_invalid_input);
