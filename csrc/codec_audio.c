@@ -133,6 +133,11 @@ static int mp3_header(const uint8_t *p, size_t len, unsigned *rate, unsigned *ch
   return 0;
 }
 
+uint32_t pyrec_mp3_sample_rate(const uint8_t *p, size_t len) {
+  unsigned rate, chans;
+  return p && mp3_header(p, len, &rate, &chans) == 0 ? rate : 0;
+}
+
 int pyrec_mp3_sample(pyrec_codec_state *cs, const uint8_t *in, size_t len, pyrec_buf *out,
                      pyrec_errinfo *err) {
   if (!cs->ready) {
@@ -148,6 +153,58 @@ int pyrec_mp3_sample(pyrec_codec_state *cs, const uint8_t *in, size_t len, pyrec
   }
   pyrec_buf_put(out, in, len);
   return PYREC_OK;
+}
+
+/* ---- frame lengths --------------------------------------------------------------------- */
+
+/* MPEG audio frame header (11172-3 2.4.1.3, 13818-3 2.4.1.3): samples per frame. */
+static uint32_t mp3_frame_samples(const uint8_t *p, size_t len) {
+  if (len < 4 || p[0] != 0xff || (p[1] & 0xe0) != 0xe0)
+    return 0;
+  unsigned ver = (p[1] >> 3) & 3, layer = (p[1] >> 1) & 3; /* ver 3 = MPEG-1; layer 3 = I */
+  if (ver == 1 || layer == 0)
+    return 0;
+  if (layer == 3)
+    return 384;
+  if (layer == 2)
+    return 1152;
+  return ver == 3 ? 1152 : 576;
+}
+
+/* Opus packet (RFC 6716 3.1): TOC configuration -> frame size, frame count code -> frames. */
+static uint32_t opus_frame_samples(const uint8_t *p, size_t len) {
+  static const uint32_t silk[4] = {480, 960, 1920, 2880}; /* 10, 20, 40, 60 ms */
+  static const uint32_t celt[4] = {120, 240, 480, 960};   /* 2.5, 5, 10, 20 ms */
+  if (len < 1)
+    return 0;
+  unsigned config = p[0] >> 3, code = p[0] & 3;
+  uint32_t size = config < 12 ? silk[config & 3] : config < 16 ? (config & 1 ? 960 : 480)
+                                                               : celt[config & 3];
+  uint32_t frames = 1;
+  if (code == 1 || code == 2)
+    frames = 2;
+  else if (code == 3) {
+    if (len < 2)
+      return 0;
+    frames = p[1] & 0x3f;
+  }
+  uint32_t n = size * frames;
+  return n <= 5760 ? n : 0; /* at most 120 ms per packet (3.2.5) */
+}
+
+uint32_t pyrec_audio_frame_samples(int codec, const uint8_t *p, size_t len) {
+  if (!p || len == 0)
+    return 0;
+  switch (codec) {
+  case PYREC_CODEC_AAC:
+    return 1024;
+  case PYREC_CODEC_MP3:
+    return mp3_frame_samples(p, len);
+  case PYREC_CODEC_OPUS:
+    return opus_frame_samples(p, len);
+  default:
+    return 0;
+  }
 }
 
 /* ---- Opus ------------------------------------------------------------------------------- */

@@ -121,7 +121,9 @@ int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_op
                           "other tracks",
                           i, t->media == PYREC_MEDIA_VIDEO ? "video" : "audio", t->unsupported);
     d[n].codec = t->codec;
-    d[n].timescale = 1000;
+    /* Video keeps FLV's milliseconds; audio is timed at its sample rate so that frames get
+     * their exact lengths (1024 AAC samples are not a whole number of milliseconds). */
+    d[n].timescale = t->media == PYREC_MEDIA_AUDIO && t->sample_rate ? t->sample_rate : 1000;
     d[n].sample_rate = t->sample_rate;
     d[n].channels = t->channels;
     d[n].config = t->config;
@@ -133,6 +135,8 @@ int pyrec_flvsrc_attach(pyrec_flvsrc *s, uint32_t track_mask, const pyrec_rec_op
                         s->ntracks);
   pyrec_rec_opts ro = o ? *o : (pyrec_rec_opts){0};
   ro.wrap_bits = 32; /* FLV/RTMP times are 32-bit milliseconds */
+  for (unsigned i = 0; i < n; i++)
+    ro.in_timescale[i] = 1000;
   int rc = pyrec_rec_new(&k->rec, d, n, &ro, cb, err);
   if (rc) {
     k->rec = NULL;
@@ -231,12 +235,28 @@ static void audio_format(srctrack *t) {
   } else if (t->codec == PYREC_CODEC_OPUS && n >= 10 && memcmp(c, "OpusHead", 8) == 0) {
     t->sample_rate = 48000;
     t->channels = c[9];
+  } else if (t->codec == PYREC_CODEC_OPUS) {
+    t->sample_rate = 48000; /* Opus is always timed at 48 kHz (RFC 7845 4) */
   }
+}
+
+/* MP3: the tag's rate flags stop at 44 kHz; the first frame header says the real rate. */
+static void mp3_format(pyrec_flvsrc *s) {
+  if (s->a.codec != PYREC_CODEC_MP3)
+    return;
+  for (const heldtag *h = s->held; h; h = h->next)
+    if (!h->video) {
+      uint32_t rate = pyrec_mp3_sample_rate(h->data, h->len);
+      if (rate)
+        s->a.sample_rate = rate;
+      return;
+    }
 }
 
 /* Tracks known: fix the track table and let the owner attach sinks. */
 static void become_ready(pyrec_flvsrc *s) {
   audio_format(&s->a);
+  mp3_format(s);
   s->ready = 1;
   for (unsigned i = 0; i < s->ntracks; i++) {
     srctrack *t = s->byid[i];
@@ -263,8 +283,8 @@ static void write_frame(pyrec_flvsrc *s, int video, uint32_t ts, int32_t cts, in
     sink *k = &s->sinks[i];
     if (!k->rec || k->failed || k->map[t->index] < 0)
       continue;
-    int rc = pyrec_rec_write(k->rec, (unsigned)k->map[t->index], dts, pts,
-                             key ? PYREC_SAMPLE_KEY : 0, data, len);
+    int rc = pyrec_rec_write_in(k->rec, (unsigned)k->map[t->index], dts, pts,
+                                key ? PYREC_SAMPLE_KEY : 0, data, len);
     if (rc && rc != PYREC_E_MALFORMED) {
       /* This sink is done (its open file was handed back with the error); others go on.
        * A malformed packet is counted by the recorder and skipped. */

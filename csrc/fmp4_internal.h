@@ -51,6 +51,9 @@ typedef struct pyrec_mp4w_track {
   int have_last;
   int64_t last_dts;       /* of the last accepted sample (validation) */
   uint32_t last_duration; /* last known sample duration (finish fallback) */
+  int have_key;           /* video, fragment policy: a keyframe was seen at last_key_dts; */
+  int64_t last_key_dts;   /*   key_gap = distance between the last two keyframes (0 unknown) */
+  int64_t key_gap;
 
   pyrec_mp4w_sample *s; /* pending samples; the last one is held back */
   size_t ns, cap;

@@ -7,7 +7,11 @@
  *
  * Fragment policy: a fragment is written when, on any track, the held-back sample starts at
  * least part_duration_ms after the first pending sample (the known media span), when the
- * pending bytes exceed max_fragment_bytes, and on flush() / finish().
+ * pending bytes exceed max_fragment_bytes, and on flush() / finish(). When the first video
+ * track's keyframes come at most 2 x part_duration_ms apart, a fragment waits (up to twice
+ * the part duration of video; 2.5 parts on any track when the video stalls) for the next
+ * keyframe, so that each fragment starts on one; a crash then loses at most that much.
+ * Rarer keyframes: cut at the part duration.
  *
  * finish() patches in place (pwrite) the 64-bit durations the init segment left at 0:
  * mdhd = end - first dts (track timescale), tkhd = that in the movie timescale or, with an
@@ -353,18 +357,55 @@ static int write_fragment(pyrec_mp4w *w, int last) {
   return 0;
 }
 
-static int due(const pyrec_mp4w *w) {
+/* The first video track with pending samples learns its keyframe interval (NULL: none). */
+static pyrec_mp4w_track *key_track(pyrec_mp4w *w) {
+  for (unsigned i = 0; i < w->ntracks; i++) {
+    pyrec_mp4w_track *t = &w->tracks[i];
+    if (t->media != PYREC_MEDIA_VIDEO || t->ns == 0)
+      continue;
+    const pyrec_mp4w_sample *last = &t->s[t->ns - 1];
+    if (last->key && (!t->have_key || last->dts != t->last_key_dts)) {
+      t->key_gap = t->have_key ? last->dts - t->last_key_dts : 0;
+      t->last_key_dts = last->dts;
+      t->have_key = 1;
+    }
+    return t;
+  }
+  return NULL;
+}
+
+/* Fragment policy (see the top of this file): write when the known span of any track reaches
+ * the part duration; when the video's keyframes come at most two parts apart, wait for the
+ * next keyframe (up to two parts) so that every fragment starts on one (readers that reset
+ * their decoder per fragment need it). */
+static int due(pyrec_mp4w *w) {
   size_t bytes = 0;
+  int reached = 0, late = 0;
+  uint64_t part = w->opts.part_duration_ms;
   for (unsigned i = 0; i < w->ntracks; i++) {
     const pyrec_mp4w_track *t = &w->tracks[i];
     bytes += t->data.len;
     if (t->ns >= 2) {
-      uint64_t span = (uint64_t)(t->s[t->ns - 1].dts - t->s[0].dts);
-      if (span * 1000 >= (uint64_t)w->opts.part_duration_ms * t->timescale)
-        return 1;
+      uint64_t span = (uint64_t)(t->s[t->ns - 1].dts - t->s[0].dts) * 1000;
+      reached |= span >= part * t->timescale;
+      late |= span * 2 >= 5 * part * t->timescale; /* video stalled: 2.5 parts on any track */
     }
   }
-  return bytes > w->opts.max_fragment_bytes;
+  const pyrec_mp4w_track *v = key_track(w);
+  /* Waiting ends at two parts of video (audio runs a frame ahead in decode order, so its
+   * span is not the measure: a keyframe exactly two parts in must still start a fragment). */
+  int twice = late || (v && v->ns >= 2 &&
+                       (uint64_t)(v->s[v->ns - 1].dts - v->s[0].dts) * 1000 >=
+                           2 * part * v->timescale);
+  if (bytes > w->opts.max_fragment_bytes)
+    return 1;
+  int aligned = v && v->key_gap > 0 && (uint64_t)v->key_gap * 1000 <= 2 * part * v->timescale;
+  if (aligned && v->ns >= 2 && v->s[v->ns - 1].key && (reached || !v->s[0].key))
+    return 1; /* the held-back keyframe starts the next fragment (at once when the pending
+                 one did not start on a keyframe: realign) */
+  if (!reached)
+    return 0;
+  return aligned ? twice : 1; /* keyframes too rare or not known yet: cut at one part */
 }
 
 /* ---- public calls ------------------------------------------------------------------- */

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyrec/tsgrid.h"
+
 /* A packet waiting for the other tracks (interleaving). Payload follows the header. */
 typedef struct qpkt {
   struct qpkt *next;
@@ -31,6 +33,12 @@ typedef struct rtrack {
   int64_t last_dts; /* last repaired dts (input side) */
   int64_t origin;   /* recording origin in this track's ticks */
   pyrec_rec_track_stats st;
+  int gridded;          /* input times converted (pyrec_rec_write_in) through `grid` */
+  pyrec_tsgrid grid;
+  uint32_t rate;        /* audio sample rate (frame lengths are in its samples), 0 unknown */
+  int sbr;              /* AAC with explicit SBR/PS: 2048 samples per frame at `rate` */
+  int64_t preskip;      /* Opus pre-skip in track ticks: not presented */
+  int64_t last_frame;   /* length of the last packet written, track ticks (0 unknown) */
 } rtrack;
 
 /* One output file: the open one, or the previous one waiting for its tracks' end times. */
@@ -43,6 +51,12 @@ typedef struct rfile {
   int64_t end[PYREC_MAX_TRACKS];     /* closing: decode end per track (file ticks), -1 unknown */
   int pending[PYREC_MAX_TRACKS];     /* closing: still waiting for this track's next packet */
   int64_t last[PYREC_MAX_TRACKS];    /* last dts written per track (file ticks), -1 none */
+  /* Presentation start (file ticks of track shift_track): the earliest presentation time
+   * written, becoming every track's edit list media_time; fixed once the init segment is
+   * out (edit_fixed). */
+  int64_t shift;
+  unsigned shift_track;
+  int have_shift, edit_fixed;
 } rfile;
 
 struct pyrec_rec {
@@ -53,6 +67,11 @@ struct pyrec_rec {
   rtrack t[PYREC_MAX_TRACKS];
   pyrec_tsgroup group;
   int started; /* origin known */
+  /* continuity: presentation start of the recording (ticks of track rshift_track, from the
+   * origin): every file's timeline is this far behind the source's decode timeline */
+  int64_t rshift;
+  unsigned rshift_track;
+  int have_rshift;
   rfile cur, old;
   int have_cur, have_old;
   uint32_t files;
@@ -94,6 +113,39 @@ static int fail(pyrec_rec *r, int code, const pyrec_errinfo *src) {
   return r->err.code;
 }
 
+/* Audio frame lengths, Opus pre-skip and the sample grid of track i (see pyrec/tsgrid.h). */
+static void setup_grid(pyrec_rec *r, unsigned i, uint32_t rate, uint16_t preskip) {
+  rtrack *t = &r->t[i];
+  uint32_t ts = t->desc.timescale, in = r->o.in_timescale[i];
+  t->rate = t->video ? 0 : rate;
+  /* AudioSpecificConfig audioObjectType 5 (SBR) or 29 (PS): the rate is the extension's */
+  if (t->desc.codec == PYREC_CODEC_AAC && t->desc.config_len >= 1) {
+    unsigned aot = t->desc.config[0] >> 3;
+    t->sbr = aot == 5 || aot == 29;
+  }
+  t->preskip = preskip ? rescale_floor(preskip, 48000, ts) : 0;
+  if (!in || in == ts)
+    return;
+  t->gridded = 1;
+  pyrec_tsgrid_init(&t->grid, in, ts, r->o.wrap_bits, t->preskip ? -t->preskip : INT64_MIN);
+}
+
+/* Length in track ticks of one audio payload (0 when not known). */
+static int64_t frame_ticks(const rtrack *t, const uint8_t *data, size_t len) {
+  if (!t->rate)
+    return 0;
+  uint32_t n = pyrec_audio_frame_samples(t->desc.codec, data, len);
+  uint32_t rate = t->desc.codec == PYREC_CODEC_OPUS ? 48000 : t->rate;
+  if (!n)
+    return 0;
+  if (t->sbr)
+    n *= 2;
+  if (rate == t->desc.timescale)
+    return n;
+  __int128 x = (__int128)n * t->desc.timescale;
+  return x % rate ? 0 : (int64_t)(x / rate); /* only an exact length is of use */
+}
+
 int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntracks,
                   const pyrec_rec_opts *opts, const pyrec_rec_callbacks *cb,
                   pyrec_errinfo *err) {
@@ -103,10 +155,14 @@ int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntra
                         PYREC_MAX_TRACKS, ntracks);
   if (!cb || !cb->open_file || !cb->close_file)
     return pyrec_seterr(err, PYREC_E_INVAL, -1, "open_file and close_file callbacks are required");
+  uint32_t rates[PYREC_MAX_TRACKS];
+  uint16_t preskip[PYREC_MAX_TRACKS];
   for (unsigned i = 0; i < ntracks; i++) {
     /* Validate each codec now so an unsupported one is an error before any file exists. */
     pyrec_codec_state cs;
     int rc = pyrec_codec_init(&cs, &tracks[i], err);
+    rates[i] = cs.sample_rate;
+    preskip[i] = tracks[i].codec == PYREC_CODEC_OPUS ? cs.opus_preskip : 0;
     pyrec_codec_free(&cs);
     if (rc)
       return rc;
@@ -144,8 +200,9 @@ int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntra
     t->video = pyrec_codec_media(tracks[i].codec) == PYREC_MEDIA_VIDEO;
     if (t->video && r->anchor < 0)
       r->anchor = (int)i;
+    setup_grid(r, i, rates[i], preskip[i]);
     pyrec_tsfix_opts fo = {0};
-    fo.wrap_bits = r->o.wrap_bits;
+    fo.wrap_bits = t->gridded ? 0 : r->o.wrap_bits; /* the grid unwraps */
     fo.jump_threshold =
         r->o.jump_threshold_ms > 0
             ? rescale_floor(r->o.jump_threshold_ms, 1000, tracks[i].timescale)
@@ -216,14 +273,25 @@ static int open_file(pyrec_rec *r, unsigned ti, const pkt *p, int64_t start_ms) 
   f->fd = -1;
   f->seq = r->files;
   f->start_ms = start_ms;
+  /* continuity: every file continues the first one's presentation timeline; files after
+   * the first are based `rshift` later so that they need no edit list (unless the split
+   * came before that point). Otherwise each file starts at its first packet. */
+  int follow = r->o.continuity && r->have_rshift;
+  int64_t media_time[PYREC_MAX_TRACKS];
   for (unsigned i = 0; i < r->n; i++) {
+    uint32_t ts = r->t[i].desc.timescale;
+    int64_t first = rescale_floor(p->dts, r->t[ti].desc.timescale, ts);
     f->last[i] = -1;
     f->end[i] = -1;
-    if (r->o.continuity)
-      f->base[i] = r->t[i].origin;
-    else
-      f->base[i] = rescale_floor(p->dts, r->t[ti].desc.timescale, r->t[i].desc.timescale);
+    if (follow) {
+      int64_t at = r->t[i].origin + rescale_floor(r->rshift, r->t[r->rshift_track].desc.timescale, ts);
+      f->base[i] = at < first ? at : first;
+      media_time[i] = at - f->base[i];
+    } else {
+      f->base[i] = r->o.continuity ? r->t[i].origin : first;
+    }
   }
+  f->edit_fixed = follow;
   int fd = -1;
   if (r->cb.open_file(r->cb.opaque, f->seq, start_ms, &fd) || fd < 0) {
     pyrec_errinfo e;
@@ -248,23 +316,49 @@ static int open_file(pyrec_rec *r, unsigned ti, const pkt *p, int64_t start_ms) 
     f->fd = -1;
     return fail(r, rc, &e);
   }
-  /* B-frames: the first presented frame comes after the first decoded one. Shift every
-   * track's presentation by the same amount so the file starts where the source's
-   * presentation starts, and A/V stay aligned. Only where the file's timeline starts. */
-  int64_t shift = p->pts - p->dts;
-  if (shift > 0 && (!r->o.continuity || f->seq == 0)) {
-    uint32_t ts = r->t[ti].desc.timescale;
+  if (follow)
     for (unsigned i = 0; i < r->n; i++)
-      pyrec_mp4w_set_edit(f->w, i,
-                          rescale_floor(p->dts + shift, ts, r->t[i].desc.timescale) - f->base[i]);
-  }
+      if (media_time[i] > 0)
+        pyrec_mp4w_set_edit(f->w, i, media_time[i]);
   r->have_cur = 1;
   return PYREC_OK;
+}
+
+/* B-frames (and Opus pre-skip): a file's presentation starts at the earliest presentation
+ * time of what it holds, which may come after its first decode time. Every track's edit list
+ * starts there by the same amount, so A/V offsets stay the source's. With keep_leading every
+ * track counts (no packet is presented before the file's start); live files start at the
+ * anchor's first presentation time (as they start at its keyframe). Settled while the init
+ * segment is not written yet. */
+static void note_start(pyrec_rec *r, rfile *f, unsigned ti, const pkt *p) {
+  if (pyrec_mp4w_get_stats(f->w)->file_bytes > 0) {
+    f->edit_fixed = 1;
+    return;
+  }
+  if (!r->o.keep_leading && r->anchor >= 0 && (int)ti != r->anchor)
+    return;
+  const rtrack *t = &r->t[ti];
+  uint32_t ts = t->desc.timescale;
+  int64_t q = (p->pts > p->dts ? p->pts : p->dts) - f->base[ti] + t->preskip;
+  if (f->have_shift &&
+      !time_lt(q, ts, f->shift, r->t[f->shift_track].desc.timescale))
+    return;
+  f->shift = q;
+  f->shift_track = ti;
+  f->have_shift = 1;
+  for (unsigned i = 0; i < r->n; i++)
+    pyrec_mp4w_set_edit(f->w, i, q > 0 ? rescale_floor(q, ts, r->t[i].desc.timescale) : -1);
 }
 
 /* The open file becomes the old one, waiting for each track's next decode time. */
 static int rotate(pyrec_rec *r, unsigned ti, const pkt *p, int64_t ms) {
   int rc;
+  if (r->o.continuity && !r->have_rshift) {
+    /* The first file's presentation start is final now (it takes no more packets). */
+    r->have_rshift = 1;
+    r->rshift = r->cur.have_shift && r->cur.shift > 0 ? r->cur.shift : 0;
+    r->rshift_track = r->cur.shift_track;
+  }
   if (r->have_old) {
     r->have_old = 0;
     if ((rc = finish_file(r, &r->old)))
@@ -310,7 +404,7 @@ static int emit(pyrec_rec *r, unsigned ti, const pkt *p) {
   int key = is_anchor && (p->flags & PYREC_SAMPLE_KEY || !t->video);
   int rc;
   if (!r->started) {
-    if (!key) {
+    if (!key && !r->o.keep_leading) {
       t->st.dropped_start++;
       return PYREC_OK;
     }
@@ -340,6 +434,8 @@ static int emit(pyrec_rec *r, unsigned ti, const pkt *p) {
   }
   if ((rc = settle_old(r, ti, p->dts)))
     return rc;
+  if (!f->edit_fixed)
+    note_start(r, f, ti, p);
   int64_t cto = p->pts - p->dts;
   if (cto > INT32_MAX)
     cto = INT32_MAX;
@@ -360,6 +456,7 @@ static int emit(pyrec_rec *r, unsigned ti, const pkt *p) {
     return PYREC_OK;
   }
   f->last[ti] = dts;
+  t->last_frame = frame_ticks(t, p->data, p->len);
   t->st.written++;
   if (ms > r->media_ms)
     r->media_ms = ms;
@@ -494,6 +591,15 @@ int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsi
   return drain(r, 0);
 }
 
+int pyrec_rec_write_in(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
+                       const uint8_t *data, size_t len) {
+  if (track < r->n && r->t[track].gridded && !r->failed && !r->closed && len) {
+    rtrack *t = &r->t[track];
+    pyrec_tsgrid_apply(&t->grid, dts, pts, (uint32_t)frame_ticks(t, data, len), &dts, &pts);
+  }
+  return pyrec_rec_write(r, track, dts, pts, flags, data, len);
+}
+
 int pyrec_rec_split(pyrec_rec *r, int64_t at_ms) {
   if (r->closed)
     return PYREC_E_STATE;
@@ -564,6 +670,9 @@ int pyrec_rec_close(pyrec_rec *r) {
   }
   if (r->have_cur) {
     r->have_cur = 0;
+    for (unsigned i = 0; i < r->n; i++) /* an audio track's last frame: its own length */
+      if (r->cur.last[i] >= 0 && r->t[i].last_frame > 0)
+        r->cur.end[i] = r->cur.last[i] + r->t[i].last_frame;
     int rc2 = finish_file(r, &r->cur);
     if (!rc)
       rc = rc2;
@@ -603,6 +712,8 @@ void pyrec_rec_get_stats(const pyrec_rec *r, pyrec_rec_stats *out) {
     out->track[i] = r->t[i].st;
     out->track[i].ts = r->t[i].fix.c;
   }
+  for (unsigned i = 0; i < r->n; i++) /* gridded tracks are unwrapped before repair */
+    out->track[i].ts.wraps += r->t[i].grid.wraps;
   if (r->have_cur && r->cur.w) {
     const pyrec_mp4w_stats *ws = pyrec_mp4w_get_stats(r->cur.w);
     out->file_open = 1;

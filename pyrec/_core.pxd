@@ -61,6 +61,8 @@ cdef extern from "pyrec/rec.h" nogil:
         int64_t jump_threshold_ms
         uint32_t interleave_ms
         uint32_t max_fragment_bytes
+        int keep_leading
+        uint32_t in_timescale[16]
     ctypedef struct pyrec_rec_file:
         uint32_t sequence
         int fd
@@ -95,6 +97,8 @@ cdef extern from "pyrec/rec.h" nogil:
     int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntracks,
                       const pyrec_rec_opts *opts, const pyrec_rec_callbacks *cb,
                       pyrec_errinfo *err)
+    int pyrec_rec_write_in(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts,
+                           unsigned flags, const uint8_t *data, size_t len)
     int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
                         const uint8_t *data, size_t len)
     int pyrec_rec_split(pyrec_rec *r, int64_t at_ms)

@@ -1,5 +1,5 @@
 """Type stub for the C core bindings (pyrec/_core.pyx)."""
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,11 @@ class Recorder:
     def __init__(self, tracks: list[tuple[int, int, int, int, int, int, bytes]], opener: Opener,
                  closer: Closer, *, part_duration_ms: int = ..., continuity: bool = ...,
                  interval_ms: int = ..., wrap_bits: int = ..., jump_threshold_ms: int = ...,
-                 interleave_ms: int = ..., max_fragment_bytes: int = ...) -> None: ...
+                 interleave_ms: int = ..., max_fragment_bytes: int = ...,
+                 keep_leading: bool = ..., in_timescale: Sequence[int] = ...) -> None:
+        """keep_leading: record from the first packet of any track (else from the first video
+        keyframe). in_timescale[i]: timescale of the times written for track i when it differs
+        from the track's (audio is then placed on its sample grid when within 1 ms)."""
     def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = ...) -> None: ...
     def write_batch(self, track: npt.NDArray[np.int32], dts: npt.NDArray[np.int64],
                     pts: npt.NDArray[np.int64], flags: npt.NDArray[np.uint8],
@@ -45,7 +49,7 @@ class FlvSource:
     def attach(self, track_mask: int, opener: Opener, closer: Closer, *,
                part_duration_ms: int = ..., continuity: bool = ..., interval_ms: int = ...,
                jump_threshold_ms: int = ..., interleave_ms: int = ...,
-               max_fragment_bytes: int = ...) -> int: ...
+               max_fragment_bytes: int = ..., keep_leading: bool = ...) -> int: ...
     def detach(self, sid: int) -> None: ...
     def sink_error(self, sid: int) -> BaseException | None: ...
     def split(self, sid: int, at_ms: int | None = ...) -> None: ...

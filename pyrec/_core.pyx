@@ -119,6 +119,9 @@ cdef void _rec_opts(pyrec_rec_opts *o, dict kw):
     o.jump_threshold_ms = kw.get("jump_threshold_ms", 10000)
     o.interleave_ms = kw.get("interleave_ms", 1000)
     o.max_fragment_bytes = kw.get("max_fragment_bytes", 0)
+    o.keep_leading = 1 if kw.get("keep_leading", False) else 0
+    for i, ts in enumerate(kw.get("in_timescale", ())[:16]):
+        o.in_timescale[i] = ts
 
 
 cdef dict _stats_dict(const pyrec_rec_stats *s):
@@ -207,7 +210,7 @@ cdef class Recorder:
         cdef int64_t p = PYREC_NOPTS if pts is None else <int64_t>pts
         cdef size_t n = data.shape[0]
         cdef const uint8_t *ptr = &data[0] if n else NULL
-        cdef int rc = pyrec_rec_write(self.r, track, dts, p, PYREC_SAMPLE_KEY if key else 0,
+        cdef int rc = pyrec_rec_write_in(self.r, track, dts, p, PYREC_SAMPLE_KEY if key else 0,
                                       ptr, n)
         self._check(rc)
 
@@ -234,7 +237,7 @@ cdef class Recorder:
         cdef Py_ssize_t rejected = 0
         with nogil:
             for i in range(n):
-                rc = pyrec_rec_write(self.r, <unsigned>track[i], dts[i], pts[i],
+                rc = pyrec_rec_write_in(self.r, <unsigned>track[i], dts[i], pts[i],
                                      PYREC_SAMPLE_KEY if (flags[i] & 1) else 0,
                                      base + off, <size_t>sizes[i])
                 off += sizes[i]

@@ -219,6 +219,10 @@ class Recorder:
     ${EndTime:FORMAT}, ...) or a callable (sequence, start_ms) -> path.
     Splits: `interval_ms` (media time) or `schedule` ("S M H", wall clock of the media) or
     split(); always at the next keyframe of the first video track.
+    keep_leading: the first file starts with the first packet of any track (a file source:
+    every packet kept); otherwise with the first keyframe of the first video track (live).
+    in_timescale: per track, the timescale of the times given to write() when it is not the
+    track's own (audio then lands on its sample grid when the times agree within 1 ms).
     """
 
     def __init__(self, tracks: Sequence[TrackSpec], output: Output, *,
@@ -226,6 +230,7 @@ class Recorder:
                  schedule: str | Schedule | None = None,
                  segmentation: str = "discontinuity", wrap_bits: int = 0,
                  jump_threshold_ms: int = 10000, interleave_ms: int = 1000,
+                 keep_leading: bool = False, in_timescale: Sequence[int] = (),
                  context: PathContext | None = None, overwrite: bool = False,
                  clock: Callable[[], datetime] = _now,
                  on_file: Callable[[RecordedFile], None] | None = None) -> None:
@@ -243,7 +248,8 @@ class Recorder:
             [t.as_core() for t in self.tracks], self._open, self.sink.close,
             part_duration_ms=part_duration_ms, continuity=segmentation == "continuity",
             interval_ms=interval_ms, wrap_bits=wrap_bits, jump_threshold_ms=jump_threshold_ms,
-            interleave_ms=interleave_ms)
+            interleave_ms=interleave_ms, keep_leading=keep_leading,
+            in_timescale=[int(t) for t in in_timescale])
         self._closed = False
 
     def _open(self, sequence: int, start_ms: int) -> int:

@@ -13,7 +13,8 @@ from pyrec import _core
 from pyrec.paths import PathContext
 from pyrec.recorder import FileSink, Output, RecordedFile, Recorder, SEGMENTATION_RULES
 from pyrec.schedule import Schedule
-from pyrec.tracks import DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME, TrackSpec, timescale_for
+from pyrec.tracks import (DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME, TrackSpec, audio_timescale,
+                          timescale_for)
 
 __all__ = ["record_file", "SourceTrack", "Progress", "is_flv"]
 
@@ -104,7 +105,7 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
         mask = sum(1 << t.id for t in chosen)
         sid.append(source.attach(mask, opener, sink.close, part_duration_ms=part_duration_ms,
                                  continuity=segmentation == "continuity",
-                                 interval_ms=interval_ms))
+                                 interval_ms=interval_ms, keep_leading=True))
 
     src = _core.FlvSource(on_ready)
     stdin = source == "-"
@@ -134,7 +135,9 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
     return sink.files
 
 
-def _spec_for(stream: Any) -> tuple[TrackSpec, int]:
+def _spec_for(stream: Any) -> tuple[TrackSpec, int, int]:
+    """The track, the multiplier from the stream's time base to input ticks, and the input
+    timescale (that of the track, except audio: timed at its sample rate, converted in C)."""
     cc = stream.codec_context
     tb: Fraction = stream.time_base
     timescale, mult = timescale_for(tb)
@@ -142,12 +145,13 @@ def _spec_for(stream: Any) -> tuple[TrackSpec, int]:
     if stream.type == "video":
         spec = TrackSpec(codec=cc.name, timescale=timescale, width=cc.width or 0,
                          height=cc.height or 0, config=extradata)
-    else:
-        layout = getattr(cc, "layout", None)
-        channels = getattr(layout, "nb_channels", 0) if layout is not None else 0
-        spec = TrackSpec(codec=cc.name, timescale=timescale, sample_rate=cc.sample_rate or 0,
-                         channels=channels or getattr(cc, "channels", 0) or 0, config=extradata)
-    return spec, mult
+        return spec, mult, timescale
+    layout = getattr(cc, "layout", None)
+    channels = getattr(layout, "nb_channels", 0) if layout is not None else 0
+    rate = audio_timescale(cc.name, cc.sample_rate or 0)
+    spec = TrackSpec(codec=cc.name, timescale=rate or timescale, sample_rate=cc.sample_rate or 0,
+                     channels=channels or getattr(cc, "channels", 0) or 0, config=extradata)
+    return spec, mult, timescale
 
 
 def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interval_ms: int,
@@ -176,10 +180,11 @@ def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interv
         if not chosen:
             raise ValueError(f"{source}: no audio or video stream to record")
         selected = [streams[t.id] for t in chosen]
-        specs, mults = zip(*(_spec_for(s) for s in selected))
+        specs, mults, in_ts = zip(*(_spec_for(s) for s in selected))
         index_of = {s.index: i for i, s in enumerate(selected)}
         rec = Recorder(list(specs), output, part_duration_ms=part_duration_ms,
                        interval_ms=interval_ms, schedule=sched, segmentation=segmentation,
+                       keep_leading=True, in_timescale=in_ts,
                        context=ctx, overwrite=overwrite, on_file=on_file)
         duration = container.duration / 1e6 if container.duration else 0.0
         try:
@@ -205,30 +210,53 @@ def _demux_into(container: Any, selected: list[Any], index_of: dict[int, int],
     chunks: list[bytes] = []
     n = 0
     last_report = 0.0
-    for pkt in container.demux(selected):
-        if pkt.size == 0 and pkt.dts is None:
-            continue  # the demuxer's flush packet
-        t = index_of[pkt.stream.index]
-        m = mults[t]
-        d = pkt.dts if pkt.dts is not None else pkt.pts
-        if d is None:
-            continue
+    # Packets without a DTS (Matroska gives none to the first B-frame-delayed video packets):
+    # held per track until one with a DTS comes, then placed one duration apart before it.
+    held: dict[int, list[tuple[int, int, bool, bytes]]] = {}
+
+    def add(t: int, d: int, p: int, key: bool, data: bytes) -> None:
+        nonlocal n
         track[n] = t
-        dts[n] = d * m
-        pts[n] = pkt.pts * m if pkt.pts is not None else nopts
-        flags[n] = 1 if pkt.is_keyframe else 0
-        sizes[n] = pkt.size
-        chunks.append(bytes(pkt))
+        dts[n] = d
+        pts[n] = p
+        flags[n] = 1 if key else 0
+        sizes[n] = len(data)
+        chunks.append(data)
         n += 1
         if n == _BATCH:
             rec.write_batch(track, dts, pts, flags, sizes, b"".join(chunks))
             n = 0
             chunks.clear()
-            if progress is not None and duration > 0 and pkt.pts is not None:
-                done = min(1.0, float(pkt.pts * pkt.time_base) / duration)
-                if done - last_report >= 0.01:
-                    last_report = done
-                    progress(done)
+
+    def release(t: int, next_dts: int | None) -> None:
+        waiting = held.pop(t, [])
+        for k, (p, step, key, data) in enumerate(waiting):
+            d = p if next_dts is None else min(p, next_dts - (len(waiting) - k) * step)
+            add(t, d, p, key, data)
+
+    for pkt in container.demux(selected):
+        if pkt.size == 0 and pkt.dts is None:
+            continue  # the demuxer's flush packet
+        t = index_of[pkt.stream.index]
+        m = mults[t]
+        if pkt.dts is None:
+            if pkt.pts is None:
+                continue
+            step = (pkt.duration or 1) * m
+            held.setdefault(t, []).append((pkt.pts * m, step, bool(pkt.is_keyframe), bytes(pkt)))
+            continue
+        if t in held:
+            release(t, pkt.dts * m)
+        add(t, pkt.dts * m, pkt.pts * m if pkt.pts is not None else nopts,
+            bool(pkt.is_keyframe), bytes(pkt))
+        if (progress is not None and duration > 0 and pkt.pts is not None
+                and n % 64 == 0):
+            done = min(1.0, float(pkt.pts * pkt.time_base) / duration)
+            if done - last_report >= 0.01:
+                last_report = done
+                progress(done)
+    for t in list(held):
+        release(t, None)
     if n:
         rec.write_batch(track[:n], dts[:n], pts[:n], flags[:n], sizes[:n], b"".join(chunks))
     if progress is not None:

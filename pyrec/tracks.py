@@ -6,7 +6,8 @@ from fractions import Fraction
 
 from pyrec import _core
 
-__all__ = ["TrackSpec", "CODECS", "DEFAULT_VIDEO_NAME", "DEFAULT_AUDIO_NAME"]
+__all__ = ["TrackSpec", "CODECS", "DEFAULT_VIDEO_NAME", "DEFAULT_AUDIO_NAME", "timescale_for",
+           "audio_timescale"]
 
 CODECS = ("h264", "hevc", "av1", "vp9", "aac", "opus", "mp3")
 DEFAULT_VIDEO_NAME = "bypass_video"
@@ -57,3 +58,12 @@ def timescale_for(time_base: Fraction) -> tuple[int, int]:
     if time_base.numerator == 1:
         return time_base.denominator, 1
     return time_base.denominator, time_base.numerator
+
+
+def audio_timescale(codec: str, sample_rate: int) -> int:
+    """The timescale an audio track is written in: its sample rate (48000 for Opus, whatever
+    its input rate, RFC 7845 4), so every frame has its exact length (AAC 1024, MP3 1152 or
+    576, Opus from its TOC byte). 0 when the rate is not known."""
+    if _ALIASES.get(codec, codec) == "opus":
+        return 48000
+    return sample_rate if sample_rate > 0 else 0

@@ -323,12 +323,14 @@ def first_video_key_seconds(clip: Clip) -> Fraction | None:
     return None
 
 
-def expected_packets(clip: Clip, streams: Sequence[StreamTruth] | None = None
-                     ) -> dict[int, list[Packet]]:
-    """What a recording must contain, per stream index: packets from the first video keyframe
-    on (by dts; a tie is kept). Audio-only clips keep everything."""
+def expected_packets(clip: Clip, streams: Sequence[StreamTruth] | None = None, *,
+                     keep_leading: bool = False) -> dict[int, list[Packet]]:
+    """What a recording must contain, per stream index: live recordings, packets from the
+    first video keyframe on (by dts; a tie is kept); file recordings (`pyrec record`,
+    keep_leading) and audio-only clips, everything."""
     streams = list(streams if streams is not None else clip.streams)
-    t0 = first_video_key_seconds(clip) if any(s.kind == "video" for s in streams) else None
+    t0 = (first_video_key_seconds(clip)
+          if any(s.kind == "video" for s in streams) and not keep_leading else None)
     out: dict[int, list[Packet]] = {}
     for st in streams:
         if t0 is None:

@@ -1,5 +1,6 @@
 """Crash safety: a recorder process killed with SIGKILL mid-stream leaves files that play, and
-the open file holds every packet older than (last packet written - one part duration)."""
+the open file holds every packet older than (last packet written - one part duration, or one
+keyframe interval when fragments wait for keyframes: at most two parts)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,12 @@ def test_sigkill_mid_stream(clips, tmp_path, part_ms, interval_ms):
     t0 = media.first_video_key_seconds(clip)
     v_first = min(st.seconds(st.packets[0].dts) for st in streams)
     last_s = Fraction(info["last_s"]) + v_first - t0  # relative to the first keyframe
-    must_have = last_s - Fraction(part_ms, 1000) - SLACK_S
+    # Fragments wait for the next keyframe when keyframes come at most two parts apart (the
+    # clip's come every second): a crash then loses at most one keyframe interval.
+    gop_s = Fraction(1)
+    part_s = Fraction(part_ms, 1000)
+    bound = max(part_s, gop_s) if gop_s <= 2 * part_s else part_s
+    must_have = last_s - bound - SLACK_S
     pos = {st.index: 0 for st in streams}
     for k, name in enumerate(names):
         path = out_dir / name

@@ -34,9 +34,9 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, clips):
-    """A cleanly closed pyrec recording (H.264 with B-frames + AAC, 3 s, 500 ms parts) and its
-    parse by the box walker."""
-    clip = clips.get(video="h264", audio="aac", seconds=3.0)
+    """A cleanly closed pyrec recording (H.264 with B-frames + AAC, 3 s, 500 ms parts and
+    keyframes, so one fragment per part) and its parse by the box walker."""
+    clip = clips.get(video="h264", audio="aac", seconds=3.0, gop=15)
     d = tmp_path_factory.mktemp("repair_src")
     specs = [media.track_spec(pyrec, st) for st in clip.streams]
     rec = pyrec.Recorder(specs, str(d / "rec.mp4"), part_duration_ms=500)
@@ -597,7 +597,7 @@ def _check_against_source(path, clip):
 
 
 def test_sigkill_mid_recording(clips, tmp_path):
-    clip = clips.get(video="h264", audio="aac", seconds=6.0)
+    clip = clips.get(video="h264", audio="aac", seconds=6.0, gop=15)  # a fragment per 500 ms
     out = tmp_path / "out" / "crash.mp4"
     out.parent.mkdir()
     info, rc = _child(tmp_path, clip.path, out, stop_s=4.0)

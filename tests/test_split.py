@@ -90,9 +90,14 @@ def _check_split_files(clip, files, split_keys_s, *, continuity: bool):
             for ti, trk in enumerate(trs):
                 prev = tracks[k - 1][ti]
                 if trk.samples and prev.samples:
-                    assert trk.samples[0].dts == prev.end_dts, (
-                        f"file {k} track {trk.track_id}: tfdt {trk.samples[0].dts}, previous "
-                        f"file ended at {prev.end_dts}")
+                    # exact in presentation time, edit lists included (the first file has
+                    # one for B-frames; the next ones continue its timeline)
+                    start = trk.samples[0].dts - trk.presentation_offset()
+                    end = prev.end_dts - prev.presentation_offset()
+                    assert start == end, (
+                        f"file {k} track {trk.track_id}: starts at {start} (tfdt "
+                        f"{trk.samples[0].dts}, edit {trk.edits}), previous file ended at "
+                        f"{end} (edit {prev.edits})")
     # Reported media times chain up: a file ends where the next starts, give or take the
     # audio frame that straddles the split
     slack = 0

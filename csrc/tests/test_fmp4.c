@@ -326,6 +326,83 @@ static void test_init_and_fragment(void) {
 
 /* ---- fragment policy ------------------------------------------------------------------ */
 
+/* Waiting for a keyframe is bounded when the video stops: audio alone cuts at 2.5 parts. */
+static void test_keyframe_wait_bounded_when_video_stalls(void) {
+  int fd = tmpfd();
+  pyrec_track_desc d[2] = {vdesc(1000), adesc()};
+  pyrec_mp4w_opts o = {0};
+  o.part_duration_ms = 1000;
+  pyrec_mp4w *w;
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &o, NULL), 0);
+  const pyrec_mp4w_stats *st = pyrec_mp4w_get_stats(w);
+  static const uint8_t au[4] = {0x21, 0x10, 0x04, 0x60};
+  int64_t a = 0;
+  for (int i = 0; i <= 50; i++) { /* 2 s of video, keyframes every second */
+    CHECK_EQ(vwrite(w, 0, i * 40, 0, i % 25 == 0), 0);
+    for (; a * 1000 < (int64_t)i * 40 * 44100; a += 1024)
+      CHECK_EQ(pyrec_mp4w_write(w, 1, a, 0, 0, au, sizeof au), 0);
+  }
+  uint64_t before = st->fragments;
+  CHECK_EQ(before, 2); /* cut at 1 s (interval unknown yet) and at the keyframe at 2 s */
+  /* the video stops; audio goes on: a fragment at 2.5 s of audio span, not before */
+  int64_t start = a;
+  while (st->fragments == before && a < 44100 * 10) {
+    CHECK_EQ(pyrec_mp4w_write(w, 1, a, 0, 0, au, sizeof au), 0);
+    a += 1024;
+  }
+  CHECK_EQ(st->fragments, before + 1);
+  int64_t span = a - 1024 - start; /* the pending audio began a few frames before `start` */
+  CHECK(span * 10 >= 24 * 44100 && span * 10 <= 25 * 44100);
+  CHECK_EQ(pyrec_mp4w_finish(w, NULL), 0);
+  pyrec_mp4w_free(w);
+  close(fd);
+}
+
+/* Keyframes at most two parts apart: once their interval is known, every fragment starts on
+ * one (cut at the keyframe after the part duration is reached, or at two parts). Table:
+ * GOP length in frames (25 fps, part 1 s) -> first frame of each fragment. */
+static void test_fragments_start_on_keyframes(void) {
+  static const struct {
+    int gop, frames;
+    int starts[12]; /* first sample index of each fragment, -1 terminated */
+  } rows[] = {
+      {25, 100, {0, 25, 50, 75, -1}},       /* GOP = part: as before */
+      {50, 200, {0, 25, 50, 100, 150, -1}}, /* 2 s GOP: the first cut precedes the known gap,
+                                               the next keyframe realigns at once */
+      {40, 160, {0, 25, 40, 80, 120, -1}},  /* 1.6 s GOP */
+      {10, 60, {0, 30, -1}},                /* short GOPs: the first keyframe after 1 s */
+      {75, 160, {0, 25, 50, 75, 100, 125, 150, -1}}, /* 3 s: too rare, cut at 1 s */
+  };
+  for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+    int fd = tmpfd();
+    pyrec_track_desc d = vdesc(1000);
+    pyrec_mp4w_opts o = {0};
+    o.part_duration_ms = 1000;
+    pyrec_mp4w *w;
+    CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
+    for (int i = 0; i < rows[r].frames; i++)
+      CHECK_EQ(vwrite(w, 0, i * 40, 0, i % rows[r].gop == 0), 0);
+    CHECK_EQ(pyrec_mp4w_finish(w, NULL), 0);
+    file *f = load(fd);
+    int k = 0;
+    for (; rows[r].starts[k] >= 0; k++) {
+      const box *tfdt = find(f, "tfdt", k);
+      CHECK(tfdt != NULL);
+      if (!tfdt)
+        break;
+      int first = (int)(rd64(f->data + tfdt->off + 12) / 40);
+      if (first != rows[r].starts[k])
+        fprintf(stderr, "gop %d: fragment %d starts at frame %d, expected %d\n", rows[r].gop, k,
+                first, rows[r].starts[k]);
+      CHECK_EQ(first, rows[r].starts[k]);
+    }
+    CHECK_EQ(count(f, "moof"), k);
+    unload(f);
+    pyrec_mp4w_free(w);
+    close(fd);
+  }
+}
+
 static void test_part_duration(void) {
   int fd = tmpfd();
   pyrec_track_desc d = vdesc(1000);
@@ -334,8 +411,8 @@ static void test_part_duration(void) {
   pyrec_mp4w *w;
   CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
   const pyrec_mp4w_stats *st = pyrec_mp4w_get_stats(w);
-  for (int i = 0; i < 130; i++) { /* 25 fps */
-    CHECK_EQ(vwrite(w, 0, i * 40, 0, i % 50 == 0), 0);
+  for (int i = 0; i < 130; i++) { /* 25 fps, keyframes 3 s apart: more than two parts */
+    CHECK_EQ(vwrite(w, 0, i * 40, 0, i % 75 == 0), 0);
     /* a fragment appears when the held-back sample starts 1 s after the first pending one */
     CHECK_EQ(st->fragments, (uint64_t)(i / 25));
     CHECK_EQ(st->track[0].samples, (uint64_t)(i / 25 * 25));
@@ -345,7 +422,7 @@ static void test_part_duration(void) {
   CHECK_EQ(st->track[0].samples, 130);
   CHECK_EQ(st->track[0].end_dts, 130 * 40); /* last duration repeats the previous one */
   CHECK_EQ(st->fragments, 6);
-  CHECK_EQ(st->track[0].keyframes, 3);
+  CHECK_EQ(st->track[0].keyframes, 2);
   file *f = load(fd);
   CHECK(f->n > 0);
   CHECK_EQ(count(f, "moof"), 6);
@@ -669,6 +746,8 @@ int main(void) {
   RUN(test_golden_boxes);
   RUN(test_init_and_fragment);
   RUN(test_part_duration);
+  RUN(test_fragments_start_on_keyframes);
+  RUN(test_keyframe_wait_bounded_when_video_stalls);
   RUN(test_av_finish_mfra);
   RUN(test_index_cap);
   RUN(test_invalid_input);

@@ -139,6 +139,29 @@ typedef struct runctx {
   int attach_rc;
 } runctx;
 
+/* The media_time of a track's edit list (track_id = trak order + 1), 0 without one. */
+static int64_t edit_media_time(const uint8_t *d, size_t n, uint32_t track_id) {
+  uint32_t k = 0;
+  for (size_t i = 4; i + 4 <= n; i++) {
+    if (!memcmp(d + i, "moof", 4))
+      break;
+    if (memcmp(d + i, "trak", 4))
+      continue;
+    size_t size = pyrec_rd32(d + i - 4);
+    if (++k != track_id)
+      continue;
+    for (size_t j = i; j + 28 <= n && j < i - 4 + size; j++)
+      if (!memcmp(d + j, "elst", 4)) {
+        const uint8_t *m = d + j + 8 + 4 + (d[j + 4] == 1 ? 8 : 4); /* entry 0 media_time */
+        if (d[j + 4] == 1)
+          return (int64_t)(((uint64_t)pyrec_rd32(m) << 32) | pyrec_rd32(m + 4));
+        return (int32_t)pyrec_rd32(m);
+      }
+    return 0;
+  }
+  return 0;
+}
+
 static void on_ready(void *opaque, pyrec_flvsrc *src) {
   runctx *c = opaque;
   pyrec_rec_callbacks cb = {on_open, on_close, c->s};
@@ -180,6 +203,9 @@ static void test_whole_file(void) {
   CHECK_EQ(s.nfiles, 1);
   CHECK_EQ(s.samples[0][0], 100);
   CHECK_EQ(s.samples[0][1], 88);
+  /* audio timed at its 22.05 kHz sample rate: every AAC frame exactly 1024 samples long,
+   * the last one included */
+  CHECK_EQ(s.end_dts[0][1] - s.first_dts[0][1], 88 * 1024);
   CHECK_EQ(s.info[0].error, 0);
   CHECK_EQ(s.info[0].start_ms, 0);
   if (!(s.info[0].end_ms >= 3990 && s.info[0].end_ms <= 4200))
@@ -192,7 +218,7 @@ static void test_whole_file(void) {
   CHECK(d != NULL);
   int moofs, mfra;
   CHECK(top_boxes(d, n, &moofs, &mfra) > 3);
-  CHECK(moofs >= 8); /* 4 s at 500 ms parts */
+  CHECK(moofs >= 4); /* 4 s at 500 ms parts, waiting for the 1 s keyframes */
   CHECK(mfra);
   CHECK_EQ(n, s.info[0].bytes);
   free(d);
@@ -235,21 +261,27 @@ static void test_interval_split(void) {
     CHECK_EQ(v, 100);
     CHECK_EQ(a, 88);
     for (int i = 0; i + 1 < s.nfiles; i++) {
-      char p[128];
+      char p[128], p0[128];
       path_of(&s, (uint32_t)(i + 1), p, sizeof p);
-      size_t n;
-      uint8_t *d = slurp(p, &n);
-      CHECK(d != NULL);
-      for (uint32_t t = 0; t < 2 && d; t++) {
+      path_of(&s, (uint32_t)i, p0, sizeof p0);
+      size_t n, n0;
+      uint8_t *d = slurp(p, &n), *d0 = slurp(p0, &n0);
+      CHECK(d != NULL && d0 != NULL);
+      for (uint32_t t = 0; t < 2 && d && d0; t++) {
         int64_t tfdt = first_tfdt(d, n, t + 1);
-        if (continuity) /* the next file starts where this one ended, per track */
-          CHECK_EQ(tfdt, s.end_dts[i][t]);
+        if (continuity) /* the next file starts where this one ended, per track, in
+                           presentation time (edit lists included: the first file has one) */
+          CHECK_EQ(tfdt - edit_media_time(d, n, t + 1),
+                   s.end_dts[i][t] - edit_media_time(d0, n0, t + 1));
         else if (t == 0)
           CHECK_EQ(tfdt, 0);
         else
-          CHECK(tfdt >= 0 && tfdt < 50);
+          CHECK(tfdt >= 0 && tfdt < 22050 / 20); /* < 50 ms at the clip's 22.05 kHz */
       }
+      if (continuity && i == 0) /* B-frames: the first file's timeline starts with an edit */
+        CHECK(d0 && edit_media_time(d0, n0, 1) > 0);
       free(d);
+      free(d0);
     }
   }
 }
@@ -340,6 +372,96 @@ static void test_direct_api_errors(void) {
   CHECK(strstr(e.msg, "99") != NULL);
 }
 
+/* A file source through the direct API (keep_leading, millisecond input times): audio that
+ * starts after video keeps its offset (its own base decode time), AAC lands on the 44.1 kHz
+ * sample grid with exact 1024-sample frames, the first file's edit starts the presentation at
+ * the earliest presented sample, and continuity files join it exactly (no edit needed). */
+static void test_file_source_offsets_and_joins(void) {
+  static const uint8_t avcc[] = {
+      0x01, 0x64, 0x00, 0x0a, 0xff, 0xe1, 0x00, 0x17, 0x67, 0x64, 0x00, 0x0a, 0xac, 0xd9,
+      0x44, 0x7a, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1,
+      0x22, 0x59, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
+      0xf8, 0x00};
+  static const uint8_t asc[] = {0x12, 0x10}; /* AAC-LC 44100 Hz stereo */
+  static const uint8_t key[] = {0, 0, 0, 2, 0x65, 0x88}, nonkey[] = {0, 0, 0, 2, 0x41, 0x9a};
+  static const uint8_t au[] = {0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c};
+  pyrec_track_desc d[2];
+  memset(d, 0, sizeof d);
+  d[0].codec = PYREC_CODEC_H264;
+  d[0].timescale = 1000;
+  d[0].config = avcc;
+  d[0].config_len = sizeof avcc;
+  d[1].codec = PYREC_CODEC_AAC;
+  d[1].timescale = 44100;
+  d[1].sample_rate = 44100;
+  d[1].channels = 2;
+  d[1].config = asc;
+  d[1].config_len = sizeof asc;
+  pyrec_rec_opts o;
+  memset(&o, 0, sizeof o);
+  o.keep_leading = 1;
+  o.continuity = 1;
+  o.interval_ms = 1000;
+  o.wrap_bits = 32;
+  o.in_timescale[0] = o.in_timescale[1] = 1000;
+  sink s;
+  sink_init(&s, "direct");
+  pyrec_rec_callbacks cb = {on_open, on_close, &s};
+  pyrec_rec *r;
+  pyrec_errinfo e;
+  CHECK_EQ(pyrec_rec_new(&r, d, 2, &o, &cb, &e), 0);
+  /* video 25 fps from 20 ms, pts 40 ms after dts, keyframe every second; AAC from 100 ms,
+   * millisecond times truncated as FLV gives them */
+  int nv = 75, na = 0;
+  for (int i = 0, k = 0; i < nv;) {
+    int64_t vd = 20 + 40 * i, ad = 100 + (int64_t)k * 1024 * 1000 / 44100;
+    if (ad < vd && ad < 3000) {
+      CHECK_EQ(pyrec_rec_write_in(r, 1, ad, PYREC_NOPTS, PYREC_SAMPLE_KEY, au, sizeof au), 0);
+      k++;
+      na = k;
+    } else {
+      CHECK_EQ(pyrec_rec_write_in(r, 0, vd, vd + 40, i % 25 ? 0 : PYREC_SAMPLE_KEY,
+                                  i % 25 ? nonkey : key, 6),
+               0);
+      i++;
+    }
+  }
+  CHECK_EQ(pyrec_rec_close(r), 0);
+  pyrec_rec_stats st;
+  pyrec_rec_get_stats(r, &st);
+  CHECK_EQ(st.track[0].dropped_start + st.track[1].dropped_start, 0);
+  CHECK_EQ(st.track[0].written, (uint64_t)nv);
+  CHECK_EQ(st.track[1].written, (uint64_t)na);
+  pyrec_rec_free(r);
+  CHECK_EQ(s.nfiles, 3);
+  CHECK_EQ(s.first_dts[0][0], 0);
+  CHECK_EQ(s.first_dts[0][1], 80 * 441 / 10); /* 80 ms after the video, at 44.1 kHz */
+  uint64_t a = 0;
+  for (int i = 0; i < s.nfiles; i++) {
+    a += s.samples[i][1];
+    CHECK_EQ(s.end_dts[i][1] - s.first_dts[i][1], (int64_t)s.samples[i][1] * 1024);
+  }
+  CHECK_EQ(a, (uint64_t)na);
+  int64_t edit[MAXF][2];
+  for (int i = 0; i < s.nfiles; i++) {
+    char p[128];
+    path_of(&s, (uint32_t)i, p, sizeof p);
+    size_t n;
+    uint8_t *data = slurp(p, &n);
+    CHECK(data != NULL);
+    for (uint32_t t = 0; t < 2; t++)
+      edit[i][t] = data ? edit_media_time(data, n, t + 1) : -1;
+    free(data);
+  }
+  CHECK_EQ(edit[0][0], 40);       /* presentation starts at the first video pts */
+  CHECK_EQ(edit[0][1], 40 * 441 / 10);
+  for (int i = 1; i < s.nfiles; i++)
+    for (int t = 0; t < 2; t++) {
+      CHECK_EQ(edit[i][t], 0); /* based later instead */
+      CHECK_EQ(s.first_dts[i][t] - edit[i][t], s.end_dts[i - 1][t] - edit[i - 1][t]);
+    }
+}
+
 int main(int argc, char **argv) {
   const char *path = argc > 1 ? argv[1] : "data/small.flv";
   if (load(path)) {
@@ -353,6 +475,7 @@ int main(int argc, char **argv) {
   RUN(test_mutations_never_crash);
   RUN(test_open_failure);
   RUN(test_direct_api_errors);
+  RUN(test_file_source_offsets_and_joins);
   free(flv);
   return T_DONE();
 }

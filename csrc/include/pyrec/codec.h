@@ -83,6 +83,14 @@ int pyrec_codec_sample(pyrec_codec_state *cs, const uint8_t *in, size_t len, pyr
  * !cs->ready. */
 int pyrec_codec_sample_entry(const pyrec_codec_state *cs, pyrec_buf *out, pyrec_errinfo *err);
 
+/* Samples one audio payload decodes to, at the track's sample rate: AAC 1024 (an ADTS frame
+ * or a raw access unit), MP3 from its frame header (ISO/IEC 11172-3 / 13818-3: layer I 384,
+ * layer II 1152, layer III 1152 (MPEG-1) or 576 (MPEG-2/2.5)), Opus from its TOC byte
+ * (RFC 6716 3.1, at 48 kHz). 0 when not known (video, a malformed header). */
+uint32_t pyrec_audio_frame_samples(int codec, const uint8_t *p, size_t len);
+/* Sampling rate in an MPEG audio frame header (11172-3 2.4.2.3), 0 when there is none. */
+uint32_t pyrec_mp3_sample_rate(const uint8_t *p, size_t len);
+
 /* RFC 6381 codecs string, e.g. "avc1.64001f", "mp4a.40.2" (into out, NUL-terminated). */
 void pyrec_codec_string(const pyrec_codec_state *cs, char *out, size_t outlen);
 

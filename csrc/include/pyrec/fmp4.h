@@ -15,7 +15,9 @@
 #define PYREC_MAX_TRACKS 16
 
 typedef struct pyrec_mp4w_opts {
-  uint32_t part_duration_ms;   /* write a fragment at least this often (media time); 0 = 1000 */
+  uint32_t part_duration_ms;   /* write a fragment at least this often (media time), or at the
+                                  next video keyframe when keyframes come at most two parts
+                                  apart (fragments then start on keyframes); 0 = 1000 */
   uint32_t movie_timescale;    /* mvhd timescale; 0 = 1000 */
   uint32_t max_fragment_bytes; /* write early when a fragment's media exceeds this; 0 = 16 MiB */
   uint32_t max_index_entries;  /* cap on mfra entries per track (thinned beyond); 0 = 65536 */

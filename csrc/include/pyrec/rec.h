@@ -21,10 +21,19 @@ typedef struct pyrec_rec_opts {
   int64_t jump_threshold_ms; /* DTS steps beyond this re-anchor; 0 = 10000, < 0 = off */
   uint32_t interleave_ms;    /* max wait for a silent track before releasing others; 0 = 1000 */
   uint32_t max_fragment_bytes; /* passed to the writer */
+  /* 1: record from the very first packet of any track (file sources: every packet kept, as
+   * `ffmpeg -c copy` does); 0: start at the first keyframe of the first video track (live
+   * ingest: earlier packets are counted in dropped_start). */
+  int keep_leading;
+  /* Per track: timescale of the times given to pyrec_rec_write_in when it differs from the
+   * track's timescale (FLV/RTMP milliseconds into an audio track timed at its sample rate);
+   * 0 = the track's own. Audio converted this way lands on the sample grid (see
+   * pyrec/tsgrid.h) before timestamp repair; wrap_bits then applies to these input times. */
+  uint32_t in_timescale[PYREC_MAX_TRACKS];
 } pyrec_rec_opts;
 
 /* What a finished (or failed) file looked like. Times in ms of the recording's media clock:
- * 0 = the first keyframe recorded. */
+ * 0 = the first packet recorded (the first keyframe without keep_leading). */
 typedef struct pyrec_rec_file {
   uint32_t sequence;
   int fd;
@@ -77,6 +86,10 @@ int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntra
  * empty payload, PYREC_E_NOTRACK, or the sticky error of a failed recorder (e.g. PYREC_E_IO). */
 int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
                     const uint8_t *data, size_t len);
+/* pyrec_rec_write with times in the track's input timescale (opts.in_timescale): converted
+ * to the track's timescale first (audio: snapped to the sample grid when within 1 ms). */
+int pyrec_rec_write_in(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
+                       const uint8_t *data, size_t len);
 /* Split at the next anchor keyframe (PYREC_SPLIT_NOW) or at the first one at or after media
  * time `at_ms`. A later request replaces an earlier one. */
 #define PYREC_SPLIT_NOW INT64_MIN
