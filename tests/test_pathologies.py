@@ -85,6 +85,19 @@ def repeat_video(every: int) -> Callable[[list[Tag]], list[int]]:
     return f
 
 
+def late_then_early(every: int) -> Callable[[list[Tag]], list[int]]:
+    """Every `every`-th video frame is stamped 20 ms late and the next one 20 ms early: the
+    second lands 7 ms behind the first (backward jitter with little room around it)."""
+    def f(tags: list[Tag]) -> list[int]:
+        out = [t.ts for t in tags]
+        video = [i for i, t in enumerate(tags) if t.type == 9 and t.media]
+        for n in range(every // 2, len(video) - 1, every):
+            out[video[n]] += 20
+            out[video[n + 1]] -= 20
+        return out
+    return f
+
+
 def jitter(tags: list[Tag]) -> list[int]:
     """+-2 ms on every frame (a fixed pattern)."""
     return [max(0, t.ts + (i * 7) % 5 - 2) if t.media else t.ts for i, t in enumerate(tags)]
@@ -105,6 +118,7 @@ class Case:
     rewrite: Callable[[list[Tag]], list[int]]
     video: dict[str, int]  # repair counters expected on the video track (others 0)
     audio: dict[str, int]
+    tol_ms: int = 1  # every sample's DTS and PTS vs the unmodified recording's (same origin)
 
 
 N_REPEAT = 10
@@ -113,7 +127,9 @@ CASES = [
     Case("restart_earlier", "bframes", restart(3500, 1500), {"jump_backward": 1},
          {"jump_backward": 1}),
     Case("repeat_every_10th", "plain", repeat_video(N_REPEAT), {"equal": -1}, {}),
-    Case("jitter_2ms", "bframes", jitter, {}, {}),
+    Case("jitter_2ms", "bframes", jitter, {}, {}, tol_ms=4),  # the origin jitters too
+    Case("late_then_early", "bframes", late_then_early(N_REPEAT), {"backward": -1}, {},
+         tol_ms=20),
     Case("wrap_then_restart", "bframes", wrap_then_restart,
          {"wrap": 1, "jump_backward": 1}, {"wrap": 1, "jump_backward": 1}),
     Case("audio_only_restart", "audio", restart(3000, 0), {}, {"jump_backward": 1}),
@@ -183,8 +199,11 @@ def media_span(tags: list[Tag], typ: int) -> float:
     return (max(ts) - min(ts)) / 1000
 
 
-def check_file(path: str | os.PathLike, base: boxes.Mp4, src_tags: list[Tag]) -> dict:
-    """Every packet, time kept, steps with room, clean decode. Returns figures for the table."""
+def check_file(path: str | os.PathLike, base: boxes.Mp4, src_tags: list[Tag],
+               tol_ms: int) -> dict:
+    """Every packet, time kept, steps with room, clean decode, and every sample where the
+    unmodified recording has it within tol_ms (so A/V stay aligned across a restart).
+    Returns figures for the table."""
     mp4 = boxes.parse_mp4(path)
     boxes.check_fragmented(mp4)
     fig: dict = {"packets": [], "span": []}
@@ -209,6 +228,12 @@ def check_file(path: str | os.PathLike, base: boxes.Mp4, src_tags: list[Tag]) ->
         span = (dts[-1] - dts[0]) / trk.timescale
         real = media_span(src_tags, 9 if trk.handler == "vide" else 8)
         assert abs(span - real) <= 0.5, f"{trk.handler}: span {span:.3f} s, source {real:.3f} s"
+        # Both files count time from their first video keyframe: this compares the tracks
+        # against one origin, so A/V alignment is checked too.
+        off = [max(abs(s.dts - b.dts), abs(s.pts - b.pts)) * 1000
+               for s, b in zip(trk.samples, want.samples)]
+        assert max(off) <= tol_ms * trk.timescale, (
+            f"{trk.handler}: a sample moved {max(off) / trk.timescale:.1f} ms from its time")
         fig["packets"].append(len(trk.samples))
         fig["span"].append(round(span, 3))
     if len(mp4.tracks) == 2:  # A/V stay aligned: both tracks end together (within 0.1 s)
@@ -218,19 +243,21 @@ def check_file(path: str | os.PathLike, base: boxes.Mp4, src_tags: list[Tag]) ->
     return fig
 
 
-def repeated_video(tags: list[Tag], times: list[int]) -> int:
-    """Video frames whose (rewritten) DTS equals the previous video frame's."""
+def video_steps(tags: list[Tag], times: list[int]) -> list[int]:
+    """DTS steps between consecutive video frames after a rewrite."""
     v = [ts for t, ts in zip(tags, times) if t.type == 9 and t.media]
-    return sum(1 for a, b in zip(v, v[1:]) if a == b)
+    return [b - a for a, b in zip(v, v[1:])]
 
 
 def expected_counts(case: Case, tags: list[Tag], kinds: list[str]) -> dict[str, dict[str, int]]:
-    """Counters per track kind; -1 in the table stands for the number of repeated DTS."""
-    repeats = repeated_video(tags, case.rewrite(tags))
+    """Counters per track kind; -1 in the table stands for as many as the rewrite made (video
+    steps of 0 for `equal`, below 0 for `backward`)."""
+    steps = video_steps(tags, case.rewrite(tags))
+    made = {"equal": sum(1 for x in steps if x == 0), "backward": sum(1 for x in steps if x < 0)}
     out = {}
     for k in kinds:
         want = dict.fromkeys(KINDS, 0)
-        want.update({n: (repeats if v == -1 else v)
+        want.update({n: (made[n] if v == -1 else v)
                      for n, v in (case.video if k == "video" else case.audio).items()})
         out[k] = want
     return out
@@ -244,7 +271,7 @@ def test_pathology(case: Case, sources, baselines, tmp_path):
     src = tmp_path / f"{case.name}.flv"
     src.write_bytes(bad)
     out = record(src, tmp_path / f"{case.name}.mp4")
-    fig = check_file(out, baselines[case.source], tags)
+    fig = check_file(out, baselines[case.source], tags, case.tol_ms)
     got = repair_counts(bad, tmp_path)
     assert got == expected_counts(case, tags, list(got)), got
     print(f"\n{case.name}: packets {fig['packets']} span {fig['span']} repairs "
@@ -284,5 +311,5 @@ def test_live_restart_over_rtmp(sources, baselines, ingest):  # noqa: F811
     srv.wait_ended("restart", timeout=10)
     files = srv.files("restart")
     assert len(files) == 1, files
-    fig = check_file(files[0].path, baselines["bframes"], tags)
+    fig = check_file(files[0].path, baselines["bframes"], tags, 1)
     print(f"\nlive restart_to_0: packets {fig['packets']} span {fig['span']} decode clean")
