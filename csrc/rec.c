@@ -154,6 +154,12 @@ int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntra
     fo.default_duration = t->video ? tracks[i].timescale / 30 : tracks[i].timescale / 50;
     if (fo.default_duration <= 0)
       fo.default_duration = 1;
+    /* AAC Main/LC/SSR/LTP (ISO/IEC 14496-3 1.6.2.1 audioObjectType 1..4): 1024 samples a
+     * frame, so tsfix need not measure the typical duration (relays that stamp several
+     * frames with one time would make it measure a multiple). */
+    unsigned aot = tracks[i].config_len ? tracks[i].config[0] >> 3 : 0;
+    if (tracks[i].codec == PYREC_CODEC_AAC && aot >= 1 && aot <= 4 && tracks[i].sample_rate)
+      fo.frame_duration = rescale_floor(1024, tracks[i].sample_rate, tracks[i].timescale);
     pyrec_tsfix_init(&t->fix, tracks[i].timescale, &fo, &r->group);
   }
   *out = r;

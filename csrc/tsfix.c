@@ -58,6 +58,8 @@ void pyrec_tsfix_init(pyrec_tsfix *t, uint32_t timescale, const pyrec_tsfix_opts
     t->o.jump_threshold = 0;
   if (t->o.default_duration <= 0)
     t->o.default_duration = 1;
+  if (t->o.frame_duration < 0)
+    t->o.frame_duration = 0;
   t->timescale = timescale ? timescale : 1000;
   t->group = group;
   /* Re-anchors published before this track existed are not this track's business. */
@@ -66,6 +68,8 @@ void pyrec_tsfix_init(pyrec_tsfix *t, uint32_t timescale, const pyrec_tsfix_opts
 
 /* Median of the recent normal steps (insertion sort of at most PYREC_TSFIX_STEPS values). */
 int64_t pyrec_tsfix_typical(pyrec_tsfix *t) {
+  if (t->o.frame_duration > 0)
+    return t->o.frame_duration;
   if (t->typical > 0)
     return t->typical;
   if (t->nsteps == 0)
@@ -80,6 +84,10 @@ int64_t pyrec_tsfix_typical(pyrec_tsfix *t) {
     v[j] = x;
   }
   t->typical = v[(n - 1) / 2] > 0 ? v[(n - 1) / 2] : 1; /* lower median */
+  /* Fewer than PYREC_TSFIX_TRUST steps may all be a gap (e.g. the first real step after a
+   * run of repeats): never more than the default until then. */
+  if (n < PYREC_TSFIX_TRUST && t->typical > t->o.default_duration)
+    t->typical = t->o.default_duration;
   return t->typical;
 }
 
@@ -169,7 +177,6 @@ static void place_held(pyrec_tsfix *t, int64_t room, pyrec_tsout *o) {
   int64_t d = pyrec_tsfix_typical(t);
   int64_t at = room >= d ? (room / 2 < d ? room / 2 : d) : d;
   t->held = 0;
-  t->last_exact = 0;
   place(t, sat_add(t->last_dts, at), t->held_cto, o);
 }
 
@@ -190,7 +197,6 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
       dts = pts;
     } else if (t->started) { /* no time at all: continue the timeline by one duration */
       n = pyrec_tsfix_flush(t, &out[0]);
-      t->last_exact = 0;
       place(t, sat_add(t->last_dts, pyrec_tsfix_typical(t)), PYREC_NOPTS, &out[n]);
       return n + 1;
     } else {
@@ -220,7 +226,6 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
     t->started = 1;
     t->last_raw = raw;
     t->last_unwrapped = unwrapped;
-    t->last_exact = 1;
     t->last_dts = unwrapped;
     place(t, unwrapped, cto, &out[0]);
     return 1;
@@ -241,7 +246,11 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
   }
   int jump = t->force_anchor || (thr > 0 && (raw_step > thr || raw_step < -back ||
                                              follows_restart(t, raw_step)));
-  int exact = 0;
+  if (!jump && raw_step > 0) { /* the input's own spacing, repaired or not, is the measure */
+    add_step(t, raw_step);
+    d = pyrec_tsfix_typical(t);
+    h = half_of(d);
+  }
   if (jump) {
     t->force_anchor = 0;
     if (t->held)
@@ -265,8 +274,6 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
     cand = sat_add(unwrapped, t->offset);
     step = sat_sub(cand, t->last_dts);
     t->c.backward++;
-  } else {
-    exact = 1;
   }
 
   t->last_raw = raw;
@@ -280,9 +287,6 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
     t->held_cto = cto;
     return n;
   }
-  if (exact && t->last_exact)
-    add_step(t, step);
-  t->last_exact = exact;
   place(t, cand, cto, &out[n++]);
   return n;
 }

@@ -59,11 +59,23 @@ static const row i_repeats[] = {{0, 0}, {33, 33}, {33, 33}, {33, 33}, {100, 100}
 static const pyrec_tsout o_repeats[] = {{0, 0},  {33, 33},   {66, 66},
                                         {83, 83}, {100, 100}, {133, 133}};
 
-/* frames batched on one timestamp (audio from some relays): spread by the typical duration */
+/* frames batched on one timestamp (audio from some relays): spread by the codec's frame
+ * duration (measured, the input's spacing would say 84) */
 static const row i_batch[] = {{0, NP}, {0, NP}, {0, NP}, {0, NP}, {84, NP}, {84, NP},
                               {84, NP}, {84, NP}, {168, NP}};
 static const pyrec_tsout o_batch[] = {{0, 0},   {21, 21},   {42, 42},   {63, 63},   {84, 84},
                                       {105, 105}, {126, 126}, {147, 147}, {168, 168}};
+
+/* a gap of 1 s after the first frame: the median recovers at once, nothing is repaired */
+static const row i_gap[] = {{0, 0}, {1000, 1000}, {1033, 1033}, {1066, 1066}, {1100, 1100}};
+static const pyrec_tsout o_gap[] = {{0, 0}, {1000, 1000}, {1033, 1033}, {1066, 1066},
+                                    {1100, 1100}};
+
+/* a run of repeats at the start, then the first real step (104, a gap worth 4 frames): one
+ * step is not trusted over the default, the run is spread by it */
+static const row i_run[] = {{0, NP}, {0, NP}, {0, NP}, {0, NP}, {104, NP}, {130, NP}, {156, NP}};
+static const pyrec_tsout o_run[] = {{0, 0},   {26, 26},   {52, 52},  {78, 78},
+                                    {104, 104}, {130, 130}, {156, 156}};
 
 /* a small restart (49 ms back, under 4 d): the packet after it slides the timeline, later
  * packets follow at their own steps */
@@ -122,7 +134,9 @@ static const pyrec_tsout o_48k[] = {{0, 0},       {1024, 1024}, {2048, 2048}, {3
                                     {4096, 4096}, {5120, 5120}, {6144, 6144}, {7168, 7168}};
 
 #define CASE(name, ts, wrap, thr, dflt, i, o, ...)                                           \
-  {name, ts, {wrap, thr, dflt}, i, N(i), o, N(o), {0, __VA_ARGS__}}
+  {name, ts, {wrap, thr, dflt, 0}, i, N(i), o, N(o), {0, __VA_ARGS__}}
+#define CASE_FIXED(name, ts, wrap, thr, frame, i, o, ...)                                    \
+  {name, ts, {wrap, thr, 0, frame}, i, N(i), o, N(o), {0, __VA_ARGS__}}
 
 /* counts: wrap, equal, backward, jump_forward, jump_backward, pts_fixed */
 static const tcase cases[] = {
@@ -131,7 +145,9 @@ static const tcase cases[] = {
     CASE("backward", 1000, 32, 10000, 33, i_backward, o_backward, 0, 0, 1, 0, 0, 0),
     CASE("equal", 1000, 32, 10000, 33, i_equal, o_equal, 0, 1, 0, 0, 0, 0),
     CASE("repeats", 1000, 32, 10000, 33, i_repeats, o_repeats, 0, 2, 0, 0, 0, 0),
-    CASE("batch", 1000, 32, 10000, 21, i_batch, o_batch, 0, 6, 0, 0, 0, 0),
+    CASE_FIXED("batch", 1000, 32, 10000, 21, i_batch, o_batch, 0, 6, 0, 0, 0, 0),
+    CASE("repeats_then_gap", 1000, 32, 10000, 26, i_run, o_run, 0, 3, 0, 0, 0, 0),
+    CASE("start_gap", 1000, 32, 10000, 0, i_gap, o_gap, 0, 0, 0, 0, 0, 0),
     CASE("slide", 1000, 32, 10000, 33, i_slide, o_slide, 0, 0, 2, 0, 0, 0),
     CASE("restart", 1000, 32, 10000, 33, i_restart, o_restart, 0, 0, 0, 0, 1, 0),
     CASE("odd_step", 1000, 32, 10000, 0, i_odd, o_odd, 0, 0, 0, 0, 1, 0),
@@ -191,7 +207,7 @@ static void test_table(void) {
 /* Without look-ahead (apply): a packet needing room goes to last + typical duration. */
 static void test_apply(void) {
   pyrec_tsfix t;
-  pyrec_tsfix_opts o = {32, 10000, 33};
+  pyrec_tsfix_opts o = {32, 10000, 33, 0};
   pyrec_tsfix_init(&t, 1000, &o, NULL);
   const int64_t in[] = {0, 33, 66, 66, 99, 132}, want[] = {0, 33, 66, 99, 132, 165};
   for (size_t i = 0; i < N(in); i++) {
@@ -208,7 +224,7 @@ static void test_apply(void) {
  * last + d, the new session's first packet one d later. */
 static void test_reanchor_held(void) {
   pyrec_tsfix t;
-  pyrec_tsfix_opts o = {32, 10000, 33};
+  pyrec_tsfix_opts o = {32, 10000, 33, 0};
   pyrec_tsfix_init(&t, 1000, &o, NULL);
   pyrec_tsout out[2];
   CHECK_EQ(pyrec_tsfix_push(&t, 500, 500, out), 1);
@@ -229,7 +245,7 @@ static void test_reanchor_held(void) {
 static void test_group_small_restart(void) {
   pyrec_tsgroup g;
   pyrec_tsgroup_init(&g);
-  pyrec_tsfix_opts ov = {32, 10000, 33}, oa = {32, 10000, 21};
+  pyrec_tsfix_opts ov = {32, 10000, 33, 0}, oa = {32, 10000, 21, 0};
   pyrec_tsfix v, a;
   pyrec_tsfix_init(&v, 1000, &ov, &g);
   pyrec_tsfix_init(&a, 1000, &oa, &g);
@@ -263,7 +279,7 @@ static void test_group_small_restart(void) {
 static void test_group_aligned(void) {
   pyrec_tsgroup g;
   pyrec_tsgroup_init(&g);
-  pyrec_tsfix_opts o = {32, 10000, 0};
+  pyrec_tsfix_opts o = {32, 10000, 33, 0};
   pyrec_tsfix v, a;
   pyrec_tsfix_init(&v, 1000, &o, &g);
   pyrec_tsfix_init(&a, 1000, &o, &g);
@@ -310,7 +326,7 @@ static void test_group_aligned(void) {
 static void test_group_timescales(void) {
   pyrec_tsgroup g;
   pyrec_tsgroup_init(&g);
-  pyrec_tsfix_opts ov = {33, 900000, 0}, oa = {0, 480000, 0};
+  pyrec_tsfix_opts ov = {33, 900000, 3000, 0}, oa = {0, 480000, 1024, 0};
   pyrec_tsfix v, a;
   pyrec_tsfix_init(&v, 90000, &ov, &g);
   pyrec_tsfix_init(&a, 48000, &oa, &g);
@@ -337,7 +353,7 @@ static void test_group_timescales(void) {
 /* Degenerate input: extreme values must not overflow (UBSan), output stays increasing. */
 static void test_extremes(void) {
   pyrec_tsfix t;
-  pyrec_tsfix_opts o = {0, 1000, 0};
+  pyrec_tsfix_opts o = {0, 1000, 0, 0};
   pyrec_tsfix_init(&t, 1000, &o, NULL);
   int64_t d, p, last = INT64_MIN;
   const int64_t in[] = {INT64_MAX - 5, INT64_MIN + 1, 0, INT64_MAX, -1, NP, 7};
@@ -352,11 +368,12 @@ static void test_extremes(void) {
   CHECK_EQ(d, 0);
   pyrec_tsfix_apply(&t, NP, NP, &d, &p);
   CHECK_EQ(d, 1);
-  pyrec_tsfix_opts bad = {99, -5, -1};
+  pyrec_tsfix_opts bad = {99, -5, -1, -7};
   pyrec_tsfix_init(&t, 0, &bad, NULL);
   CHECK_EQ(t.o.wrap_bits, 0);
   CHECK_EQ(t.timescale, 1000);
   CHECK_EQ(t.o.default_duration, 1);
+  CHECK_EQ(t.o.frame_duration, 0);
 }
 
 int main(void) {

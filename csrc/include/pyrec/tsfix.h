@@ -3,10 +3,12 @@
  * relative alignment. Pure functions of their inputs: no clock, no I/O. All rules are in
  * ticks of the track's timescale (no millisecond assumption).
  *
- * Typical duration d: the median of the last PYREC_TSFIX_STEPS normal DTS steps of the track
- * (a normal step: between two packets both placed at their own time), default_duration before
- * the first one; one odd step does not change it. h = max(1, d / 2) is the least step the
- * output ever has ("room").
+ * Typical duration d: frame_duration when the codec fixes it (AAC: 1024 samples); otherwise
+ * the lower median of the last PYREC_TSFIX_STEPS positive raw DTS steps of the track that were
+ * not jumps (the input's own spacing: a repeated DTS adds nothing, a frame after a gap adds
+ * one odd value that the median ignores), default_duration before the first one and at most
+ * default_duration until PYREC_TSFIX_TRUST steps are known (a lone step may be a gap).
+ * h = max(1, d / 2) is the least step the output ever has ("room").
  *
  * Per packet (pyrec_tsfix_push):
  *  1. Unwrap. With wrap_bits b (1..62), the raw DTS is taken modulo 2^b and the step from the
@@ -63,13 +65,16 @@
 #include <stdint.h>
 
 #define PYREC_NOPTS INT64_MIN
-#define PYREC_TSFIX_STEPS 15 /* normal steps kept for the typical duration (median) */
+#define PYREC_TSFIX_STEPS 15 /* raw steps kept for the typical duration (median) */
+#define PYREC_TSFIX_TRUST 3  /* steps needed before the median may exceed the default */
 
 typedef struct pyrec_tsfix_opts {
   int wrap_bits;            /* 32 (RTMP ms), 33 (MPEG-TS 90 kHz), 0 = no wrap */
   int64_t jump_threshold;   /* ticks: a DTS step beyond + this is a jump (re-anchor), and
                              * backward beyond min(this, 4 typical durations); 0 = off */
   int64_t default_duration; /* ticks: typical duration before one is measured; 0 = 1 */
+  int64_t frame_duration;   /* ticks: every frame's duration when the codec fixes it (then
+                             * it is the typical duration, not measured); 0 = measure */
 } pyrec_tsfix_opts;
 
 typedef struct pyrec_tsfix_counts {
@@ -106,7 +111,6 @@ typedef struct pyrec_tsfix {
   int64_t last_unwrapped; /* last unwrapped dts */
   int64_t offset;         /* added to unwrapped time to produce output */
   int64_t last_dts;       /* last output dts (P) */
-  int last_exact;         /* the last output is its packet's own candidate */
   int64_t steps[PYREC_TSFIX_STEPS]; /* recent normal steps (ring) */
   unsigned nsteps, step_pos;
   int64_t typical;        /* cached median of steps, 0 = recompute */
