@@ -66,7 +66,7 @@ void pyrec_tsfix_init(pyrec_tsfix *t, uint32_t timescale, const pyrec_tsfix_opts
   t->group_epoch = group ? group->epoch : 0;
 }
 
-/* Median of the recent normal steps (insertion sort of at most PYREC_TSFIX_STEPS values). */
+/* Lower median of the recent raw steps (insertion sort of at most PYREC_TSFIX_STEPS). */
 int64_t pyrec_tsfix_typical(pyrec_tsfix *t) {
   if (t->o.frame_duration > 0)
     return t->o.frame_duration;
@@ -258,22 +258,19 @@ int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2
     t->offset = reanchor(t, unwrapped);
     cand = sat_add(unwrapped, t->offset);
     step = sat_sub(cand, t->last_dts);
-  } else if (t->held) {
-    /* 4. this packet is the held one's next neighbour */
-    place_held(t, step, &out[n++]);
-    step = sat_sub(cand, t->last_dts);
-    if (step < h && raw_step >= h) { /* behind after a slide, yet a normal step: follow */
+  } else {
+    if (t->held) { /* 4. this packet is the held one's next neighbour */
+      place_held(t, step, &out[n++]);
+      step = sat_sub(cand, t->last_dts);
+    }
+    if (step < h && raw_step >= h) {
+      /* Behind the output (after a slide, or a follower's re-anchor) yet a normal step from
+       * its predecessor: the timeline slides, this packet one raw step after the last. */
       t->offset = sat_add(t->offset, sat_sub(sat_add(t->last_dts, raw_step), cand));
       cand = sat_add(unwrapped, t->offset);
       step = sat_sub(cand, t->last_dts);
       t->c.backward++;
     }
-  } else if (step < h && raw_step >= h) {
-    /* behind (e.g. after a follower's re-anchor) with a normal raw step: slide */
-    t->offset = sat_add(t->offset, sat_sub(sat_add(t->last_dts, raw_step), cand));
-    cand = sat_add(unwrapped, t->offset);
-    step = sat_sub(cand, t->last_dts);
-    t->c.backward++;
   }
 
   t->last_raw = raw;
