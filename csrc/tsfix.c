@@ -94,11 +94,14 @@ int64_t pyrec_tsfix_typical(pyrec_tsfix *t) {
 static int64_t half_of(int64_t d) { return d / 2 > 0 ? d / 2 : 1; }
 
 static void add_step(pyrec_tsfix *t, int64_t step) {
+  /* A full ring that gets back the value it drops keeps its median (the steady state of a
+   * constant frame rate): no re-sort per packet. */
+  if (t->nsteps < PYREC_TSFIX_STEPS || t->steps[t->step_pos] != step)
+    t->typical = 0;
   t->steps[t->step_pos] = step;
   t->step_pos = (t->step_pos + 1) % PYREC_TSFIX_STEPS;
   if (t->nsteps < PYREC_TSFIX_STEPS)
     t->nsteps++;
-  t->typical = 0;
 }
 
 /* Re-anchor after a jump: returns the new offset. `unwrapped` is this packet's unwrapped DTS. */
