@@ -22,20 +22,21 @@
  *  3. Jumps (only when jump_threshold > 0), judged on the raw step s = unwrapped DTS minus
  *     the previous packet's: s > jump_threshold is a forward jump (`jump_forward`);
  *     s < -min(jump_threshold, 4 d) is a backward jump (`jump_backward`: a publisher's clock
- *     restart, a spliced file). A smaller step back is jitter (step 4). Both re-anchor: `offset` changes so that
- *     the output is P + d; with a group, see below. A forced re-anchor (pyrec_tsfix_reanchor)
- *     counts by the sign of the raw step.
+ *     restart, a spliced file). A smaller step back is jitter (step 4). Both jumps re-anchor:
+ *     `offset` changes so that the output is P + d; with a group, see below. A forced
+ *     re-anchor (pyrec_tsfix_reanchor) counts by the sign of the raw step.
  *  4. Room: C >= P + h is placed at C. Otherwise the packet is a repair: `equal` when its
  *     unwrapped DTS equals the previous packet's (a repeated DTS), else `backward` (small
  *     backward jitter, or a step below h). Its place depends on the next packet of the track,
  *     so it is held (push returns it later):
  *      - the next packet's candidate N (which is not a jump) leaves room (N - P >= d): the
  *        held packet goes to P + min(d, (N - P) / 2), at least h from both neighbours;
- *      - no room: it goes to P + d and the timeline slides forward: later packets still
- *        behind are placed the same way, one by one; a later packet whose raw step from its
- *        predecessor is normal (>= h) but that lands behind shifts `offset` so that it sits
- *        one raw step after the last output, and packets after it follow without repair
- *        (the slide is kept, never squeezed back);
+ *      - no room: it goes to P + d and the timeline slides forward. Later packets still
+ *        behind it are held and placed the same way, one by one, so a run of repeats ends
+ *        where the source's times leave room again (no lasting drift). A later packet whose
+ *        raw step from its predecessor is normal (>= h) but that lands behind shifts
+ *        `offset` so that it sits one raw step after the last output (counted `backward`),
+ *        and the packets after it follow without repair: a lasting slide, never squeezed;
  *      - the next packet is a jump, a forced re-anchor or pyrec_tsfix_flush: P + d.
  *     A held packet is never moved closer than h to either neighbour, and output order is
  *     input order.
@@ -54,8 +55,8 @@
  * so the tracks keep the relative alignment they had in the source. Otherwise it re-anchors
  * on its own and publishes. A backward step of a track is also a jump when the group holds
  * an unfollowed backward re-anchor whose raw jump is within half of it of this step (a
- * restart of the stream's clock that is small on this track's scale). A track follows only re-anchors published after its
- * pyrec_tsfix_init. Slides (step 4) are the track's own and are not published.
+ * restart of the stream's clock that is small on this track's scale). A track follows only
+ * re-anchors published after its pyrec_tsfix_init. Slides (step 4) are the track's own and are not published.
  * Limitation: a track that starts after another track wrapped or re-anchored starts with
  * offset 0 (its first output is its unwrapped raw time); start tracks together or align their
  * origins in the caller. */
