@@ -56,7 +56,8 @@
  * on its own and publishes. A backward step of a track is also a jump when the group holds
  * an unfollowed backward re-anchor whose raw jump is within half of it of this step (a
  * restart of the stream's clock that is small on this track's scale). A track follows only
- * re-anchors published after its pyrec_tsfix_init. Slides (step 4) are the track's own and are not published.
+ * re-anchors published after its pyrec_tsfix_init. Slides (step 4) are the track's own and
+ * are not published.
  * Limitation: a track that starts after another track wrapped or re-anchored starts with
  * offset 0 (its first output is its unwrapped raw time); start tracks together or align their
  * origins in the caller. */
