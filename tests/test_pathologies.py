@@ -98,6 +98,17 @@ def late_then_early(every: int) -> Callable[[list[Tag]], list[int]]:
     return f
 
 
+def audio_batched(per: int) -> Callable[[list[Tag]], list[int]]:
+    """Audio frames stamped `per` at a time with the first one's time (some relays do)."""
+    def f(tags: list[Tag]) -> list[int]:
+        out = [t.ts for t in tags]
+        audio = [i for i, t in enumerate(tags) if t.type == 8 and t.media]
+        for n, i in enumerate(audio):
+            out[i] = tags[audio[n - n % per]].ts
+        return out
+    return f
+
+
 def jitter(tags: list[Tag]) -> list[int]:
     """+-2 ms on every frame (a fixed pattern)."""
     return [max(0, t.ts + (i * 7) % 5 - 2) if t.media else t.ts for i, t in enumerate(tags)]
@@ -130,6 +141,7 @@ CASES = [
     Case("jitter_2ms", "bframes", jitter, {}, {}, tol_ms=4),  # the origin jitters too
     Case("late_then_early", "bframes", late_then_early(N_REPEAT), {"backward": -1}, {},
          tol_ms=20),
+    Case("audio_batched_by_4", "bframes", audio_batched(4), {}, {"equal": -1}),
     Case("wrap_then_restart", "bframes", wrap_then_restart,
          {"wrap": 1, "jump_backward": 1}, {"wrap": 1, "jump_backward": 1}),
     Case("audio_only_restart", "audio", restart(3000, 0), {}, {"jump_backward": 1}),
@@ -243,19 +255,21 @@ def check_file(path: str | os.PathLike, base: boxes.Mp4, src_tags: list[Tag],
     return fig
 
 
-def video_steps(tags: list[Tag], times: list[int]) -> list[int]:
-    """DTS steps between consecutive video frames after a rewrite."""
-    v = [ts for t, ts in zip(tags, times) if t.type == 9 and t.media]
+def steps_of(tags: list[Tag], times: list[int], typ: int) -> list[int]:
+    """DTS steps between consecutive frames of one tag type after a rewrite."""
+    v = [ts for t, ts in zip(tags, times) if t.type == typ and t.media]
     return [b - a for a, b in zip(v, v[1:])]
 
 
 def expected_counts(case: Case, tags: list[Tag], kinds: list[str]) -> dict[str, dict[str, int]]:
-    """Counters per track kind; -1 in the table stands for as many as the rewrite made (video
-    steps of 0 for `equal`, below 0 for `backward`)."""
-    steps = video_steps(tags, case.rewrite(tags))
-    made = {"equal": sum(1 for x in steps if x == 0), "backward": sum(1 for x in steps if x < 0)}
+    """Counters per track kind; -1 in the table stands for as many as the rewrite made (steps
+    of 0 for `equal`, below 0 for `backward`)."""
+    times = case.rewrite(tags)
     out = {}
     for k in kinds:
+        steps = steps_of(tags, times, 9 if k == "video" else 8)
+        made = {"equal": sum(1 for x in steps if x == 0),
+                "backward": sum(1 for x in steps if x < 0)}
         want = dict.fromkeys(KINDS, 0)
         want.update({n: (made[n] if v == -1 else v)
                      for n, v in (case.video if k == "video" else case.audio).items()})
