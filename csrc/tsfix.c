@@ -160,8 +160,6 @@ int pyrec_tsfix_holding(const pyrec_tsfix *t) { return t->held; }
 
 /* Output one packet at dts `d` with composition offset `cto` (PYREC_NOPTS: pts = dts). */
 static void place(pyrec_tsfix *t, int64_t d, int64_t cto, pyrec_tsout *o) {
-  if (d <= t->last_dts && t->started) /* saturated at INT64_MAX: stay, never go back */
-    d = t->last_dts;
   int64_t p = d;
   if (cto != PYREC_NOPTS) {
     p = sat_add(d, cto);

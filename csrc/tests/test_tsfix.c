@@ -77,6 +77,19 @@ static const row i_run[] = {{0, NP}, {0, NP}, {0, NP}, {0, NP}, {104, NP}, {130,
 static const pyrec_tsout o_run[] = {{0, 0},   {26, 26},   {52, 52},  {78, 78},
                                     {104, 104}, {130, 130}, {156, 156}};
 
+/* a step below half the typical duration (14 < 33 / 2) is a repair too: placed with room */
+static const row i_close[] = {{0, 0}, {33, 33}, {66, 66}, {80, 80}, {132, 132}};
+static const pyrec_tsout o_close[] = {{0, 0}, {33, 33}, {66, 66}, {99, 99}, {132, 132}};
+
+/* a repeat followed by a gap: one typical duration after the last, not half the gap */
+static const row i_repeat_gap[] = {{0, 0}, {33, 33}, {66, 66}, {66, 66}, {200, 200}};
+static const pyrec_tsout o_repeat_gap[] = {{0, 0}, {33, 33}, {66, 66}, {99, 99}, {200, 200}};
+
+/* the typical duration is the lower median: steps 30 30 40 40 give 30 */
+static const row i_median[] = {{0, 0}, {30, 30}, {60, 60}, {100, 100}, {140, 140}, {0, 0}};
+static const pyrec_tsout o_median[] = {{0, 0},     {30, 30},   {60, 60},
+                                       {100, 100}, {140, 140}, {170, 170}};
+
 /* a small restart (49 ms back, under 4 d): the packet after it slides the timeline, later
  * packets follow at their own steps */
 static const row i_slide[] = {{0, 0},   {33, 33},  {66, 66},   {99, 99},
@@ -123,8 +136,9 @@ static const row i_nopts[] = {{0, NP}, {21, NP}, {42, NP}, {NP, 64}, /* dts miss
                               {107, NP}};
 static const pyrec_tsout o_nopts[] = {{0, 0}, {21, 21}, {42, 42}, {64, 64}, {85, 85}, {107, 107}};
 
-static const row i_pts_lt_dts[] = {{100, 90}, {133, 133}, {166, 100}, {200, 233}};
-static const pyrec_tsout o_pts_lt_dts[] = {{100, 100}, {133, 133}, {166, 166}, {200, 233}};
+static const row i_pts_lt_dts[] = {{100, 90}, {133, 133}, {166, 100}, {200, 233}, {233, 232}};
+static const pyrec_tsout o_pts_lt_dts[] = {
+    {100, 100}, {133, 133}, {166, 166}, {200, 233}, {233, 233}};
 
 /* 48 kHz audio (timescale = sample rate), AAC frames of 1024: a repeat and a restart near 0,
  * in ticks (nothing assumes milliseconds) */
@@ -147,6 +161,9 @@ static const tcase cases[] = {
     CASE("repeats", 1000, 32, 10000, 33, i_repeats, o_repeats, 0, 2, 0, 0, 0, 0),
     CASE_FIXED("batch", 1000, 32, 10000, 21, i_batch, o_batch, 0, 6, 0, 0, 0, 0),
     CASE("repeats_then_gap", 1000, 32, 10000, 26, i_run, o_run, 0, 3, 0, 0, 0, 0),
+    CASE("too_close", 1000, 32, 10000, 33, i_close, o_close, 0, 0, 1, 0, 0, 0),
+    CASE("repeat_then_gap", 1000, 32, 10000, 33, i_repeat_gap, o_repeat_gap, 0, 1, 0, 0, 0, 0),
+    CASE("lower_median", 1000, 32, 10000, 40, i_median, o_median, 0, 0, 0, 0, 1, 0),
     CASE("start_gap", 1000, 32, 10000, 0, i_gap, o_gap, 0, 0, 0, 0, 0, 0),
     CASE("slide", 1000, 32, 10000, 33, i_slide, o_slide, 0, 0, 2, 0, 0, 0),
     CASE("restart", 1000, 32, 10000, 33, i_restart, o_restart, 0, 0, 0, 0, 1, 0),
@@ -157,7 +174,7 @@ static const tcase cases[] = {
     CASE("no_threshold", 1000, 0, 0, 0, i_no_threshold, o_no_threshold, 0, 0, 0, 0, 0, 0),
     CASE("bframes", 1000, 0, 10000, 0, i_bframes, o_bframes, 0, 0, 0, 0, 0, 0),
     CASE("nopts", 1000, 32, 10000, 0, i_nopts, o_nopts, 0, 0, 0, 0, 0, 0),
-    CASE("pts_lt_dts", 1000, 32, 10000, 0, i_pts_lt_dts, o_pts_lt_dts, 0, 0, 0, 0, 0, 2),
+    CASE("pts_lt_dts", 1000, 32, 10000, 0, i_pts_lt_dts, o_pts_lt_dts, 0, 0, 0, 0, 0, 3),
     CASE("audio_48k", 48000, 0, 480000, 960, i_48k, o_48k, 0, 1, 0, 0, 1, 0),
 };
 
@@ -237,6 +254,12 @@ static void test_reanchor_held(void) {
   CHECK_EQ(out[1].pts, 639);
   CHECK_EQ(t.c.jump_backward, 1);
   CHECK_EQ(t.c.equal, 1);
+  /* a new session that goes on at the same raw time is not a backward jump */
+  pyrec_tsfix_reanchor(&t);
+  CHECK_EQ(pyrec_tsfix_push(&t, 0, 0, out), 1);
+  CHECK_EQ(out[0].dts, 632);
+  CHECK_EQ(t.c.jump_forward, 1);
+  CHECK_EQ(t.c.jump_backward, 1);
 }
 
 /* Both tracks of a stream restart their clock 150 ms back. Audio sees it first (129 ms back,
