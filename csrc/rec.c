@@ -29,6 +29,7 @@ typedef struct rtrack {
   int video;
   pyrec_tsfix fix;
   qpkt *head, *tail;
+  qpkt *held;       /* waiting in tsfix for its successor to get its time (dts/pts unset) */
   int seen;         /* a packet of this track has been repaired */
   int64_t last_dts; /* last repaired dts (input side) */
   int64_t origin;   /* recording origin in this track's ticks */
@@ -210,6 +211,12 @@ int pyrec_rec_new(pyrec_rec **out, const pyrec_track_desc *tracks, unsigned ntra
     fo.default_duration = t->video ? tracks[i].timescale / 30 : tracks[i].timescale / 50;
     if (fo.default_duration <= 0)
       fo.default_duration = 1;
+    /* AAC Main/LC/SSR/LTP (ISO/IEC 14496-3 1.6.2.1 audioObjectType 1..4): 1024 samples a
+     * frame, so tsfix need not measure the typical duration (relays that stamp several
+     * frames with one time would make it measure a multiple). */
+    unsigned aot = tracks[i].config_len ? tracks[i].config[0] >> 3 : 0;
+    if (tracks[i].codec == PYREC_CODEC_AAC && aot >= 1 && aot <= 4 && tracks[i].sample_rate)
+      fo.frame_duration = rescale_floor(1024, tracks[i].sample_rate, tracks[i].timescale);
     pyrec_tsfix_init(&t->fix, tracks[i].timescale, &fo, &r->group);
   }
   *out = r;
@@ -548,6 +555,40 @@ static int drain(pyrec_rec *r, int force) {
   }
 }
 
+/* A repaired packet of track ti goes to the interleaver: straight through when nothing waits
+ * and no other track can bring anything earlier (no copy: the common case for a single track
+ * and for ordered input), else queued. `q` is the packet's copy when it has one (it waited in
+ * tsfix; owned from here on), else NULL and data/len are the caller's. */
+static int route(pyrec_rec *r, unsigned ti, const pyrec_tsout *o, unsigned flags,
+                 const uint8_t *data, size_t len, qpkt *q) {
+  rtrack *t = &r->t[ti];
+  t->seen = 1;
+  t->last_dts = o->dts;
+  if (r->queued == 0 && passes(r, ti, o->dts)) {
+    pkt v = {o->dts, o->pts, q ? q->flags : flags, q ? q->data : data, q ? q->len : len};
+    int rc = emit(r, ti, &v);
+    free(q);
+    return rc;
+  }
+  if (!q) {
+    if (!(q = malloc(sizeof *q + len)))
+      return fail(r, PYREC_E_NOMEM, NULL);
+    q->flags = flags;
+    q->len = len;
+    memcpy(q->data, data, len);
+  }
+  q->next = NULL;
+  q->dts = o->dts;
+  q->pts = o->pts;
+  if (t->tail)
+    t->tail->next = q;
+  else
+    t->head = q;
+  t->tail = q;
+  r->queued++;
+  return drain(r, 0);
+}
+
 int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
                     const uint8_t *data, size_t len) {
   if (r->failed)
@@ -563,32 +604,34 @@ int pyrec_rec_write(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsi
     t->st.rejected++;
     return pyrec_seterr(&r->err, PYREC_E_MALFORMED, -1, "track %u: empty payload", track);
   }
-  int64_t odts, opts;
-  pyrec_tsfix_apply(&t->fix, dts, pts, &odts, &opts);
-  t->seen = 1;
-  t->last_dts = odts;
-  if (r->queued == 0 && passes(r, track, odts)) {
-    /* Nothing waits and no other track can bring anything earlier: straight through,
-     * without a copy (the common case for a single track and for ordered input). */
-    pkt v = {odts, opts, flags, data, len};
-    return emit(r, track, &v);
+  /* tsfix may hold a packet until the next one of its track shows where it fits (a repeated
+   * or backward DTS): such a packet waits here, copied, in t->held. */
+  pyrec_tsout o[2];
+  int had = pyrec_tsfix_holding(&t->fix);
+  int n = pyrec_tsfix_push(&t->fix, dts, pts, o);
+  qpkt *prev = NULL;
+  if (had && n > 0) {
+    prev = t->held;
+    t->held = NULL;
   }
-  qpkt *p = malloc(sizeof *p + len);
-  if (!p)
-    return fail(r, PYREC_E_NOMEM, NULL);
-  p->next = NULL;
-  p->dts = odts;
-  p->pts = opts;
-  p->flags = flags;
-  p->len = len;
-  memcpy(p->data, data, len);
-  if (t->tail)
-    t->tail->next = p;
-  else
-    t->head = p;
-  t->tail = p;
-  r->queued++;
-  return drain(r, 0);
+  if (pyrec_tsfix_holding(&t->fix)) {
+    qpkt *q = malloc(sizeof *q + len);
+    if (!q) {
+      free(prev);
+      return fail(r, PYREC_E_NOMEM, NULL);
+    }
+    q->next = NULL;
+    q->flags = flags;
+    q->len = len;
+    memcpy(q->data, data, len);
+    t->held = q;
+  }
+  int rc = PYREC_OK;
+  if (prev)
+    rc = route(r, track, &o[0], 0, NULL, 0, prev);
+  if (!rc && n > (prev ? 1 : 0))
+    rc = route(r, track, &o[n - 1], flags, data, len, NULL);
+  return rc;
 }
 
 int pyrec_rec_write_in(pyrec_rec *r, unsigned track, int64_t dts, int64_t pts, unsigned flags,
@@ -660,7 +703,18 @@ int pyrec_rec_flush(pyrec_rec *r) {
 int pyrec_rec_close(pyrec_rec *r) {
   if (r->closed)
     return r->failed ? r->err.code : PYREC_OK;
-  int rc = r->failed ? r->err.code : drain(r, 1);
+  int rc = r->failed ? r->err.code : PYREC_OK;
+  for (unsigned i = 0; i < r->n && !rc; i++) { /* packets still waiting for a successor */
+    pyrec_tsout o;
+    qpkt *q = r->t[i].held;
+    r->t[i].held = NULL;
+    if (q && pyrec_tsfix_flush(&r->t[i].fix, &o))
+      rc = route(r, i, &o, 0, NULL, 0, q);
+    else
+      free(q);
+  }
+  if (!rc)
+    rc = drain(r, 1);
   r->closed = 1;
   if (r->have_old) {
     r->have_old = 0;
@@ -693,6 +747,7 @@ void pyrec_rec_free(pyrec_rec *r) {
       free(p);
       p = nx;
     }
+    free(r->t[i].held);
     free(r->t[i].config);
   }
   if (r->have_cur)
@@ -713,7 +768,7 @@ void pyrec_rec_get_stats(const pyrec_rec *r, pyrec_rec_stats *out) {
     out->track[i].ts = r->t[i].fix.c;
   }
   for (unsigned i = 0; i < r->n; i++) /* gridded tracks are unwrapped before repair */
-    out->track[i].ts.wraps += r->t[i].grid.wraps;
+    out->track[i].ts.wrap += r->t[i].grid.wraps;
   if (r->have_cur && r->cur.w) {
     const pyrec_mp4w_stats *ws = pyrec_mp4w_get_stats(r->cur.w);
     out->file_open = 1;

@@ -30,8 +30,6 @@ static int64_t round_ticks(double v) {
   return (int64_t)(v < 0 ? v - 0.5 : v + 0.5);
 }
 
-static int64_t iabs64(int64_t v) { return v < 0 ? (v == INT64_MIN ? INT64_MAX : -v) : v; }
-
 /* Value of `v` modulo 2^bits, in [0, 2^bits). */
 static int64_t wrap_mod(int64_t v, int bits) {
   uint64_t mask = ((uint64_t)1 << bits) - 1;
@@ -60,22 +58,62 @@ void pyrec_tsfix_init(pyrec_tsfix *t, uint32_t timescale, const pyrec_tsfix_opts
     t->o.jump_threshold = 0;
   if (t->o.default_duration <= 0)
     t->o.default_duration = 1;
+  if (t->o.frame_duration < 0)
+    t->o.frame_duration = 0;
   t->timescale = timescale ? timescale : 1000;
   t->group = group;
   /* Re-anchors published before this track existed are not this track's business. */
   t->group_epoch = group ? group->epoch : 0;
 }
 
-static int64_t step_duration(const pyrec_tsfix *t) {
-  return t->last_duration > 0 ? t->last_duration : t->o.default_duration;
+/* Lower median of the recent raw steps (insertion sort of at most PYREC_TSFIX_STEPS). */
+int64_t pyrec_tsfix_typical(pyrec_tsfix *t) {
+  if (t->o.frame_duration > 0)
+    return t->o.frame_duration;
+  if (t->typical > 0)
+    return t->typical;
+  if (t->nsteps == 0)
+    return t->o.default_duration;
+  int64_t v[PYREC_TSFIX_STEPS];
+  unsigned n = t->nsteps;
+  for (unsigned i = 0; i < n; i++) {
+    int64_t x = t->steps[i];
+    unsigned j = i;
+    for (; j > 0 && v[j - 1] > x; j--)
+      v[j] = v[j - 1];
+    v[j] = x;
+  }
+  t->typical = v[(n - 1) / 2] > 0 ? v[(n - 1) / 2] : 1; /* lower median */
+  /* Fewer than PYREC_TSFIX_TRUST steps may all be a gap (e.g. the first real step after a
+   * run of repeats): never more than the default until then. */
+  if (n < PYREC_TSFIX_TRUST && t->typical > t->o.default_duration)
+    t->typical = t->o.default_duration;
+  return t->typical;
+}
+
+static int64_t half_of(int64_t d) { return d / 2 > 0 ? d / 2 : 1; }
+
+static void add_step(pyrec_tsfix *t, int64_t step) {
+  /* A full ring that gets back the value it drops keeps its median (the steady state of a
+   * constant frame rate): no re-sort per packet. */
+  if (t->nsteps < PYREC_TSFIX_STEPS || t->steps[t->step_pos] != step)
+    t->typical = 0;
+  t->steps[t->step_pos] = step;
+  t->step_pos = (t->step_pos + 1) % PYREC_TSFIX_STEPS;
+  if (t->nsteps < PYREC_TSFIX_STEPS)
+    t->nsteps++;
 }
 
 /* Re-anchor after a jump: returns the new offset. `unwrapped` is this packet's unwrapped DTS. */
 static int64_t reanchor(pyrec_tsfix *t, int64_t unwrapped) {
   double ts = (double)t->timescale;
-  double raw_jump_s = (double)sat_sub(unwrapped, t->last_unwrapped) / ts;
+  int64_t raw_jump = sat_sub(unwrapped, t->last_unwrapped);
+  double raw_jump_s = (double)raw_jump / ts;
   pyrec_tsgroup *g = t->group;
-  t->c.jumps++;
+  if (raw_jump < 0)
+    t->c.jump_backward++;
+  else
+    t->c.jump_forward++;
   if (g && g->epoch > t->group_epoch) {
     double thr_s = (double)t->o.jump_threshold / ts;
     if (thr_s < 1.0) /* forced re-anchors without jump detection: tracks within 1 s follow */
@@ -87,7 +125,7 @@ static int64_t reanchor(pyrec_tsfix *t, int64_t unwrapped) {
     if (diff <= thr_s) /* the same jump another track saw: follow it exactly */
       return sat_add(t->offset, round_ticks(g->offset_seconds * ts));
   }
-  int64_t target = sat_add(t->last_dts, step_duration(t));
+  int64_t target = sat_add(t->last_dts, pyrec_tsfix_typical(t));
   int64_t off = sat_sub(target, unwrapped);
   if (g) {
     double change_s = (double)sat_sub(off, t->offset) / ts;
@@ -100,26 +138,68 @@ static int64_t reanchor(pyrec_tsfix *t, int64_t unwrapped) {
   return off;
 }
 
+/* Another track of the group re-anchored after a backward jump this track has not followed,
+ * and this step goes back by about as much (within half of it): the same clock restart, even
+ * when it is too small to count as a jump on this track's own scale. */
+static int follows_restart(const pyrec_tsfix *t, int64_t raw_step) {
+  const pyrec_tsgroup *g = t->group;
+  if (!g || g->epoch <= t->group_epoch || raw_step >= 0 || g->jump_seconds >= 0)
+    return 0;
+  double diff = (double)raw_step / (double)t->timescale - g->jump_seconds;
+  if (diff < 0)
+    diff = -diff;
+  return diff <= -g->jump_seconds / 2;
+}
+
 void pyrec_tsfix_reanchor(pyrec_tsfix *t) {
   if (t->started)
     t->force_anchor = 1;
 }
 
-void pyrec_tsfix_apply(pyrec_tsfix *t, int64_t dts, int64_t pts, int64_t *out_dts,
-                       int64_t *out_pts) {
+int pyrec_tsfix_holding(const pyrec_tsfix *t) { return t->held; }
+
+/* Output one packet at dts `d` with composition offset `cto` (PYREC_NOPTS: pts = dts). */
+static void place(pyrec_tsfix *t, int64_t d, int64_t cto, pyrec_tsout *o) {
+  int64_t p = d;
+  if (cto != PYREC_NOPTS) {
+    p = sat_add(d, cto);
+    if (p < d) {
+      p = d;
+      t->c.pts_fixed++;
+    }
+  }
+  t->last_dts = d;
+  o->dts = d;
+  o->pts = p;
+}
+
+/* The held packet goes to P + min(d, room / 2) when room >= d, else to P + d. */
+static void place_held(pyrec_tsfix *t, int64_t room, pyrec_tsout *o) {
+  int64_t d = pyrec_tsfix_typical(t);
+  int64_t at = room >= d ? (room / 2 < d ? room / 2 : d) : d;
+  t->held = 0;
+  place(t, sat_add(t->last_dts, at), t->held_cto, o);
+}
+
+int pyrec_tsfix_flush(pyrec_tsfix *t, pyrec_tsout *out) {
+  if (!t->held)
+    return 0;
+  place_held(t, 0, out);
+  return 1;
+}
+
+int pyrec_tsfix_push(pyrec_tsfix *t, int64_t dts, int64_t pts, pyrec_tsout out[2]) {
   int bits = t->o.wrap_bits;
+  int n = 0;
   t->c.packets++;
 
   if (dts == PYREC_NOPTS) {
     if (pts != PYREC_NOPTS) {
       dts = pts;
     } else if (t->started) { /* no time at all: continue the timeline by one duration */
-      int64_t d = sat_add(t->last_dts, step_duration(t));
-      if (d <= t->last_dts) /* saturated */
-        d = t->last_dts;
-      t->last_dts = d;
-      *out_dts = *out_pts = d;
-      return;
+      n = pyrec_tsfix_flush(t, &out[0]);
+      place(t, sat_add(t->last_dts, pyrec_tsfix_typical(t)), PYREC_NOPTS, &out[n]);
+      return n + 1;
     } else {
       dts = 0;
     }
@@ -133,58 +213,89 @@ void pyrec_tsfix_apply(pyrec_tsfix *t, int64_t dts, int64_t pts, int64_t *out_dt
   } else if (bits) {
     int64_t delta = wrap_diff(raw, t->last_raw, bits);
     if (raw < t->last_raw && delta > 0)
-      t->c.wraps++;
+      t->c.wrap++;
     unwrapped = sat_add(t->last_unwrapped, delta);
   } else {
     unwrapped = raw;
   }
-  int64_t pts_unwrapped = PYREC_NOPTS;
+  int64_t cto = PYREC_NOPTS;
   if (pts != PYREC_NOPTS)
-    pts_unwrapped = bits ? sat_add(unwrapped, wrap_diff(pts, raw, bits)) : pts;
+    cto = bits ? wrap_diff(pts, raw, bits) : sat_sub(pts, unwrapped);
 
-  /* 2-4. map, re-anchor on jumps, keep DTS strictly increasing */
-  int64_t cand, out;
   if (!t->started) {
     t->offset = 0;
-    cand = out = unwrapped;
-  } else {
+    t->started = 1;
+    t->last_raw = raw;
+    t->last_unwrapped = unwrapped;
+    t->last_dts = unwrapped;
+    place(t, unwrapped, cto, &out[0]);
+    return 1;
+  }
+
+  int64_t raw_step = sat_sub(unwrapped, t->last_unwrapped);
+  int64_t d = pyrec_tsfix_typical(t);
+  int64_t h = half_of(d);
+  int64_t cand = sat_add(unwrapped, t->offset);
+  int64_t step = sat_sub(cand, t->last_dts);
+
+  /* 2-3. jumps re-anchor (a held packet is placed first, without look-ahead) */
+  int64_t thr = t->o.jump_threshold, back = 0;
+  if (thr > 0) {
+    back = d > INT64_MAX / 4 ? INT64_MAX : 4 * d;
+    if (back > thr)
+      back = thr;
+  }
+  int jump = t->force_anchor || (thr > 0 && (raw_step > thr || raw_step < -back ||
+                                             follows_restart(t, raw_step)));
+  if (!jump && raw_step > 0) { /* the input's own spacing, repaired or not, is the measure */
+    add_step(t, raw_step);
+    d = pyrec_tsfix_typical(t);
+    h = half_of(d);
+  }
+  if (jump) {
+    t->force_anchor = 0;
+    if (t->held)
+      place_held(t, 0, &out[n++]);
+    t->offset = reanchor(t, unwrapped);
     cand = sat_add(unwrapped, t->offset);
-    int64_t step = sat_sub(cand, t->last_dts);
-    if (t->force_anchor || (t->o.jump_threshold > 0 && iabs64(step) > t->o.jump_threshold)) {
-      t->force_anchor = 0;
-      t->offset = reanchor(t, unwrapped);
+    step = sat_sub(cand, t->last_dts);
+  } else {
+    if (t->held) { /* 4. this packet is the held one's next neighbour */
+      place_held(t, step, &out[n++]);
+      step = sat_sub(cand, t->last_dts);
+    }
+    if (step < h && raw_step >= h) {
+      /* Behind the output (after a slide, or a follower's re-anchor) yet a normal step from
+       * its predecessor: the timeline slides, this packet one raw step after the last. */
+      t->offset = sat_add(t->offset, sat_sub(sat_add(t->last_dts, raw_step), cand));
       cand = sat_add(unwrapped, t->offset);
       step = sat_sub(cand, t->last_dts);
-    } else if (step > 0) {
-      t->last_duration = step;
-    }
-    if (step > 0) {
-      out = cand;
-    } else {
-      if (step == 0)
-        t->c.equal++;
-      else
-        t->c.backward++;
-      out = sat_add(t->last_dts, 1);
+      t->c.backward++;
     }
   }
 
-  /* 5. PTS follows DTS; PTS >= DTS */
-  int64_t opts;
-  if (pts_unwrapped == PYREC_NOPTS) {
-    opts = out;
-  } else {
-    opts = sat_add(sat_add(pts_unwrapped, t->offset), sat_sub(out, cand));
-    if (opts < out) {
-      opts = out;
-      t->c.pts_fixed++;
-    }
-  }
-
-  t->started = 1;
   t->last_raw = raw;
   t->last_unwrapped = unwrapped;
-  t->last_dts = out;
-  *out_dts = out;
-  *out_pts = opts;
+  if (step < h) { /* needs room: wait for the next packet of the track */
+    if (raw_step == 0)
+      t->c.equal++;
+    else
+      t->c.backward++;
+    t->held = 1;
+    t->held_cto = cto;
+    return n;
+  }
+  place(t, cand, cto, &out[n++]);
+  return n;
+}
+
+void pyrec_tsfix_apply(pyrec_tsfix *t, int64_t dts, int64_t pts, int64_t *out_dts,
+                       int64_t *out_pts) {
+  pyrec_tsout o[2];
+  int had = t->held;
+  int n = pyrec_tsfix_push(t, dts, pts, o);
+  if (n - had < 1)
+    pyrec_tsfix_flush(t, &o[n++]);
+  *out_dts = o[n - 1].dts;
+  *out_pts = o[n - 1].pts;
 }

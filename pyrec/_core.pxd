@@ -33,7 +33,7 @@ cdef extern from "pyrec/codec.h" nogil:
 cdef extern from "pyrec/tsfix.h" nogil:
     int64_t PYREC_NOPTS
     ctypedef struct pyrec_tsfix_counts:
-        uint64_t packets, wraps, backward, equal, jumps, pts_fixed
+        uint64_t packets, wrap, equal, backward, jump_forward, jump_backward, pts_fixed
 
 
 cdef extern from "pyrec/fmp4.h" nogil:

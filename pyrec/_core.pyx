@@ -131,8 +131,9 @@ cdef dict _stats_dict(const pyrec_rec_stats *s):
         t = &s.track[i]
         tracks.append({"received": t.received, "written": t.written,
                        "dropped_start": t.dropped_start, "rejected": t.rejected,
-                       "wraps": t.ts.wraps, "backward": t.ts.backward, "equal": t.ts.equal,
-                       "jumps": t.ts.jumps, "pts_fixed": t.ts.pts_fixed})
+                       "wrap": t.ts.wrap, "equal": t.ts.equal, "backward": t.ts.backward,
+                       "jump_forward": t.ts.jump_forward, "jump_backward": t.ts.jump_backward,
+                       "pts_fixed": t.ts.pts_fixed})
     return {"tracks": tracks, "files": s.files, "media_ms": s.media_ms, "queued": s.queued,
             "file": ({"sequence": s.file_sequence, "start_ms": s.file_start_ms,
                       "bytes": s.file_bytes, "payload_bytes": s.file_payload_bytes}

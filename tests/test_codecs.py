@@ -77,7 +77,8 @@ def test_codec_pair_roundtrip(clips, out_dir, video, audio):
         assert t["written"] == len(e)
         assert t["dropped_start"] == len(st.packets) - len(e)
         assert t["rejected"] == 0
-        assert t["wraps"] == t["backward"] == t["equal"] == t["jumps"] == 0, t
+        assert t["wrap"] == t["backward"] == t["equal"] == 0, t
+        assert t["jump_forward"] == t["jump_backward"] == 0, t
     assert sum(len(st.packets) for st in streams) == fed
 
     # Our box walker: structure, samples, alignment, durations

@@ -64,6 +64,20 @@ def baseline(tmp_path_factory, specs, source):
     return mp4, stats
 
 
+def typical(dts: list[int]) -> int:
+    """tsfix's typical duration after these DTS: lower median of the last 15 steps."""
+    steps = sorted(b - a for a, b in zip(dts[-16:], dts[-15:]))
+    return steps[(len(steps) - 1) // 2]
+
+
+def placed(before: list[int], nxt: int) -> int:
+    """Where tsfix puts a packet that needs room after `before` (DTS placed so far) when the
+    next packet is at `nxt`: last + min(d, room / 2) with room >= d, else last + d."""
+    d, last = typical(before), before[-1]
+    room = nxt - last
+    return last + (min(d, room // 2) if room >= d else d)
+
+
 def video_index(pkts: list[Pkt], n: int) -> int:
     """Position in `pkts` of the n-th video packet."""
     return [i for i, p in enumerate(pkts) if p.track == 0][n]
@@ -85,7 +99,8 @@ def test_baseline_rebased_exactly_with_b_frames(baseline, source):
     assert mp4.tracks[1].edits[0][1] == shift
     assert mp4.tracks[2].edits[0][1] == shift
     for t in stats["tracks"]:
-        assert (t["wraps"], t["backward"], t["equal"], t["jumps"]) == (0, 0, 0, 0)
+        assert (t["wrap"], t["backward"], t["equal"]) == (0, 0, 0)
+        assert (t["jump_forward"], t["jump_backward"], t["pts_fixed"]) == (0, 0, 0)
 
 
 def test_wrap_at_2_32_ms(tmp_path, specs, source, baseline):
@@ -97,7 +112,8 @@ def test_wrap_at_2_32_ms(tmp_path, specs, source, baseline):
     mp4, stats = record(tmp_path, specs, pkts, "wrap")
     assert times(mp4, 0) == times(baseline[0], 0)
     assert times(mp4, 1) == times(baseline[0], 1)
-    assert [t["wraps"] for t in stats["tracks"]] == [1, 1]
+    assert [t["wrap"] for t in stats["tracks"]] == [1, 1]
+    assert [t["jump_forward"] + t["jump_backward"] for t in stats["tracks"]] == [0, 0]
 
 
 def test_equal_dts(tmp_path, specs, source, baseline):
@@ -108,8 +124,11 @@ def test_equal_dts(tmp_path, specs, source, baseline):
     mp4, stats = record(tmp_path, specs, pkts, "equal")
     want = list(times(baseline[0], 0))
     k0 = source[video_index(source, 0)].dts
-    # Raised to the previous DTS + 1 tick; PTS moved with it.
-    want[40] = (prev.dts + 1 - k0, source[i].pts - prev.dts)
+    # Placed between its neighbours (where it was, within the 1 ms rounding); PTS moved with it.
+    vd = [p.dts for p in source if p.track == 0]
+    at = placed(vd[:40], vd[41])
+    assert abs(at - vd[40]) <= 1
+    want[40] = (at - k0, source[i].pts - prev.dts)
     assert times(mp4, 0) == want
     assert times(mp4, 1) == times(baseline[0], 1)
     assert stats["tracks"][0]["equal"] == 1
@@ -124,8 +143,10 @@ def test_backward_dts(tmp_path, specs, source, baseline):
     mp4, stats = record(tmp_path, specs, pkts, "backward")
     want = list(times(baseline[0], 0))
     k0 = source[video_index(source, 0)].dts
-    moved_pts = pkts[i].pts + 6  # the repair adds 6 ms (from prev - 5 to prev + 1) to both
-    want[50] = (prev.dts + 1 - k0, moved_pts - (prev.dts + 1))
+    vd = [p.dts for p in source if p.track == 0]
+    at = placed(vd[:50], vd[51])
+    assert vd[49] + 16 <= at <= vd[51] - 16
+    want[50] = (at - k0, pkts[i].pts - pkts[i].dts)  # PTS moved with DTS
     assert times(mp4, 0) == want
     assert times(mp4, 1) == times(baseline[0], 1)
     assert stats["tracks"][0]["backward"] == 1
@@ -141,14 +162,15 @@ def test_forward_jump_of_one_hour_keeps_tracks_aligned(tmp_path, specs, source, 
     first = next(i for i, p in enumerate(source) if p.dts >= t_jump)
     tr = source[first].track
     same = [p for p in source[:first] if p.track == tr]
-    delta = (same[-1].dts + (same[-1].dts - same[-2].dts)) - source[first].dts
+    delta = (same[-1].dts + typical([p.dts for p in same])) - source[first].dts
     assert abs(delta) < 50
     for t in (0, 1):
         base = times(baseline[0], t)
         k0 = source[video_index(source, 0)].dts
         want = [(d + delta, c) if d + k0 >= t_jump else (d, c) for d, c in base]
         assert times(mp4, t) == want, f"track {t}"
-    assert [s["jumps"] for s in stats["tracks"]] == [1, 1]
+    assert [s["jump_forward"] for s in stats["tracks"]] == [1, 1]
+    assert [s["jump_backward"] + s["backward"] + s["equal"] for s in stats["tracks"]] == [0, 0]
 
 
 def test_audio_before_the_first_video_keyframe(tmp_path, specs, source):

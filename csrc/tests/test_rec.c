@@ -462,6 +462,47 @@ static void test_file_source_offsets_and_joins(void) {
     }
 }
 
+/* Packets whose DTS repeats wait (copied) for their track's next packet; two tracks keep
+ * interleaving meanwhile, a packet still waiting at close is placed and written, and one
+ * waiting when the recorder fails is freed. Every packet is written exactly once. */
+static void test_held_packets(void) {
+  pyrec_track_desc d[2] = {{0}, {0}};
+  d[0].codec = d[1].codec = PYREC_CODEC_MP3;
+  d[0].timescale = d[1].timescale = 1000;
+  pyrec_rec_callbacks cb = {nop_open, nop_close, NULL};
+  pyrec_rec *r;
+  pyrec_errinfo e;
+  CHECK_EQ(pyrec_rec_new(&r, d, 2, NULL, &cb, &e), 0);
+  uint8_t frame[417] = {0xff, 0xfb, 0x90, 0x64};
+  for (int i = 0; i < 40; i++) {
+    int64_t t0 = 26 * (i - i % 4 / 3); /* every 4th packet of track 0 repeats a DTS */
+    CHECK_EQ(pyrec_rec_write(r, 0, t0, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, sizeof frame), 0);
+    CHECK_EQ(pyrec_rec_write(r, 1, 26 * i + 5, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame,
+                             sizeof frame),
+             0);
+  }
+  /* the last packet of track 0 repeats: it waits until close */
+  CHECK_EQ(pyrec_rec_write(r, 0, 26 * 38, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, sizeof frame),
+           0);
+  pyrec_rec_stats st;
+  pyrec_rec_get_stats(r, &st);
+  CHECK_EQ(st.track[0].ts.equal, 11);
+  /* one waits in tsfix */
+  CHECK_EQ(st.track[0].written + st.track[1].written + st.queued + 1, 81);
+  CHECK_EQ(pyrec_rec_close(r), 0);
+  pyrec_rec_get_stats(r, &st);
+  CHECK_EQ(st.track[0].written, 41);
+  CHECK_EQ(st.track[1].written, 40);
+  CHECK_EQ(st.queued, 0);
+  pyrec_rec_free(r);
+
+  /* freed without close, a packet waiting in tsfix */
+  CHECK_EQ(pyrec_rec_new(&r, d, 1, NULL, &cb, &e), 0);
+  CHECK_EQ(pyrec_rec_write(r, 0, 0, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, sizeof frame), 0);
+  CHECK_EQ(pyrec_rec_write(r, 0, 0, PYREC_NOPTS, PYREC_SAMPLE_KEY, frame, sizeof frame), 0);
+  pyrec_rec_free(r);
+}
+
 int main(int argc, char **argv) {
   const char *path = argc > 1 ? argv[1] : "data/small.flv";
   if (load(path)) {
@@ -476,6 +517,7 @@ int main(int argc, char **argv) {
   RUN(test_open_failure);
   RUN(test_direct_api_errors);
   RUN(test_file_source_offsets_and_joins);
+  RUN(test_held_packets);
   free(flv);
   return T_DONE();
 }
