@@ -108,13 +108,14 @@ def parse_spec(body: dict[str, Any], *, is_config: bool = False) -> TaskSpec:
     if schedule is not None:
         try:
             Schedule(schedule)
-        except ScheduleError:
-            raise ApiError(400, "Invalid [schedule] parameter") from None
+        except ScheduleError as e:
+            # OME's message, then what is wrong (the field and the number)
+            raise ApiError(400, f"Invalid [schedule] parameter: {e}") from None
     spec = TaskSpec(id=rid, stream_name=name, is_config=is_config, schedule=schedule)
     if interval is not None:
         spec.interval = _int(interval, "interval")
         if spec.interval < 0:
-            raise _bad("interval", "must be >= 0 milliseconds")
+            raise _bad("interval", "must be >= 0 milliseconds (0: no interval split)")
         if spec.interval == 0:
             spec.interval = None
     variants = stream.get("variantNames")
@@ -192,8 +193,11 @@ class Task:
                        "variantNames": list(s.variant_names)},
             "isConfig": s.is_config,
         }
+        # OME answers segmentationRule for every API task ("discontinuity" when the request
+        # had none); a task of an auto-record rule shows it when the rule sets it.
+        rule = s.segmentation_rule or (None if s.is_config else "discontinuity")
         for key, val in (("interval", s.interval), ("schedule", s.schedule),
-                         ("segmentationRule", s.segmentation_rule), ("metadata", s.metadata),
+                         ("segmentationRule", rule), ("metadata", s.metadata),
                          ("filePath", s.file_path), ("infoPath", s.info_path)):
             if val:
                 out[key] = val
