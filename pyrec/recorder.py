@@ -1,6 +1,7 @@
 """The friendly recording API: tracks and packets in, finished fMP4 files out."""
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -98,12 +99,14 @@ class FileSink:
                  live: bool = False,
                  resolve: Callable[[str], str] | None = None,
                  keep_files: bool = True, sequence_offset: int = 0,
-                 unique: bool = False) -> None:
+                 unique: bool = False,
+                 on_error: Callable[[int, BaseException], None] | None = None) -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
         self.on_file = on_file
         self.on_open = on_open
+        self.on_error = on_error  # (sequence, exception) when a file cannot be created
         self.resolve = resolve
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
@@ -128,7 +131,18 @@ class FileSink:
                            start_time=start, end_time=end)
 
     def open(self, sequence: int, start_ms: int) -> int:
-        sequence += self.sequence_offset
+        """Create the file of `sequence` and return its descriptor. A failure (the folder
+        blocked by a file, a read-only or full disk, no descriptor left, a path leaving its
+        root...) raises, after `on_error` was told: the recording then stops with that error
+        while other recordings go on."""
+        try:
+            return self._create(sequence + self.sequence_offset, start_ms)
+        except BaseException as e:
+            if self.on_error is not None:
+                self.on_error(sequence + self.sequence_offset, e)
+            raise
+
+    def _create(self, sequence: int, start_ms: int) -> int:
         start = self.wall(start_ms)
         later: str | None = None
         if callable(self.output):
@@ -145,7 +159,10 @@ class FileSink:
             path = self.resolve(path)  # the final name is resolved again at close
         d = os.path.dirname(path)
         if d:
-            os.makedirs(d, exist_ok=True)
+            try:
+                os.makedirs(d, exist_ok=True)
+            except FileExistsError:  # something that is not a folder stands in its place
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), d) from None
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         flags |= os.O_TRUNC if self.overwrite else os.O_EXCL
         stem, ext = os.path.splitext(path)
@@ -161,7 +178,16 @@ class FileSink:
             raise FileExistsError(f"output file exists, not overwriting: {path}")
         self._open[fd] = (path, later, start)
         if self.on_open is not None:
-            self.on_open(sequence, path, start)
+            try:
+                self.on_open(sequence, path, start)
+            except BaseException:
+                del self._open[fd]
+                os.close(fd)
+                try:
+                    os.unlink(path)  # created just now and empty
+                except OSError:
+                    pass
+                raise
         return fd
 
     def close(self, info: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ the ingest server from a thread other than the server's loop thread (the loop th
 us with the server's lock held; taking ours inside it is the one allowed order)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -176,6 +177,7 @@ class Task:
     recording: LiveRecording | None = None
     stream: LiveStream | None = None
     attaching: bool = False
+    open_failed: bool = False  # the recording being attached could not create its file
     stopping: bool = False
     next_boundary: datetime | None = None
     parked_until: datetime | None = None  # reconnect grace: file kept open until then
@@ -352,7 +354,7 @@ class TaskManager:
                 task.stopping = False
                 try:
                     rec.stop()
-                except _core.PyrecError as e:
+                except (_core.PyrecError, OSError, ValueError) as e:
                     log.warning("task %s: %s", task.spec.id, e)
         self.store.close()
 
@@ -407,7 +409,7 @@ class TaskManager:
         if rec is not None:
             try:
                 rec.stop()  # the file is finished (info XML written) before we answer
-            except (_core.PyrecError, OSError) as e:
+            except (_core.PyrecError, OSError, ValueError) as e:
                 if task.state != "error":
                     self._fail(task, f"{e}")
         with self._lock:
@@ -486,7 +488,7 @@ class TaskManager:
         if rec is not None:
             try:
                 rec.stop()  # finishes the file (close callbacks run)
-            except _core.PyrecError as e:
+            except (_core.PyrecError, OSError, ValueError) as e:
                 log.warning("task %s: %s", t.spec.id, e)
         with self._lock:
             t.recording = None
@@ -577,6 +579,9 @@ class TaskManager:
             def on_file(f: RecordedFile) -> None:
                 self._file_closed(task, f)
 
+            def on_error(sequence: int, e: BaseException) -> None:
+                self._open_failed(task, sequence, e)
+
             def path_of(seq: int, start_ms: int) -> str:
                 c = PathContext(vhost=ctx.vhost, app=ctx.app, stream=ctx.stream, id=ctx.id,
                                 transaction_id=ctx.transaction_id, sequence=seq,
@@ -587,7 +592,9 @@ class TaskManager:
             sink = FileSink(template if end_named else path_of, context=ctx, clock=self.clock,
                             live=True, on_open=on_open, on_file=on_file, keep_files=False,
                             resolve=(lambda p: str(self._resolve(task, p))) if end_named else None,
-                            sequence_offset=base, unique=True)
+                            sequence_offset=base, unique=True, on_error=on_error)
+            with self._lock:
+                task.open_failed = False
             rec = live.record(sink=sink, track_ids=ids,
                               interval_ms=task.spec.interval or 0,
                               continuity=task.spec.continuity,
@@ -604,9 +611,13 @@ class TaskManager:
             task.attaching = False
             task.recording = rec
             task.stream = live
-            task.state = "recording"
-            task.error = None
+            failed = task.open_failed  # the loop thread may have tried to create the file
+            if not failed:
+                task.state = "recording"
+                task.error = None
             self._save(task)
+        if failed:
+            return
         log.info("task %s/%s/%s: recording %s (tracks %s)", task.vhost, task.app,
                  task.spec.id, live.name, ids)
 
@@ -677,6 +688,22 @@ class TaskManager:
         except OSError as e:
             log.error("task %s: cannot write the info file: %s", task.spec.id, e)
 
+    def _open_failed(self, task: Task, sequence: int, e: BaseException) -> None:
+        """A file of the task could not be created: the task is in error with the reason (as
+        for a write failure); its recording writes nothing more, other tasks go on. The task
+        tries again when its stream is next published."""
+        if isinstance(e, OSError) and e.errno:
+            name = errno.errorcode.get(e.errno, f"errno {e.errno}")
+            where = (self._relative(task, os.fsdecode(e.filename)) if e.filename
+                     else f"file {sequence}")
+            reason = f"cannot create {where}: {e.strerror} ({name})"
+        else:
+            reason = f"cannot create file {sequence}: {e}"
+        with self._lock:
+            task.open_failed = True
+            task.open_path = None
+        self._fail(task, reason)
+
     def _fail(self, task: Task, reason: str) -> None:
         with self._lock:
             task.state = "error"
@@ -697,7 +724,7 @@ class TaskManager:
                 stats, exc = rec.stats()
             except (KeyError, _core.PyrecError):
                 stats, exc = None, None
-            if exc is not None:  # the recording failed (e.g. its file could not be created)
+            if exc is not None and task.state != "error":  # the recording failed
                 self._fail(task, f"{exc}")
             if stats and stats.get("file"):
                 f = stats["file"]
