@@ -318,9 +318,25 @@ class TaskManager:
                     path = self._final_name(task, path, rep.duration_ms)
                     log.warning("task %s: recovered %s after a crash: %s (%s)", task.spec.id,
                                 path, rep.status, rep.message)
-                    task.recovered.append(self._relative(task, path))
-                    task.files += 1
+                    self._recovered_file(task, path, rep.duration_ms)
             self._save(task)
+
+    def _recovered_file(self, task: Task, path: str, duration_ms: int) -> None:
+        """A file finalised after a crash counts like any finished file: the task's totals,
+        its current-file keys and a <file> entry in the info XML (its end = start + what it
+        holds; it was not closed by :stopRecord, so lastSequence is false)."""
+        size = os.path.getsize(path)
+        start = task.start_time
+        end = start + timedelta(milliseconds=duration_ms) if start is not None else None
+        task.recovered.append(self._relative(task, path))
+        task.files += 1
+        task.output_file = self._relative(task, path)
+        task.record_bytes, task.record_time = size, duration_ms
+        task.total_bytes += size
+        task.total_time += duration_ms
+        if end is not None:
+            task.finish_time = end
+        self._append_info(task, path, size, duration_ms, task.sequence or 0, False, start, end)
 
     def _final_name(self, task: Task, path: str, duration_ms: int) -> str:
         """A recovered file still under its temporary name (a ${EndTime} template) gets its
@@ -675,18 +691,23 @@ class TaskManager:
                 task.error = f"{f.error}: {f.error_message or 'write failed'}"
                 log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
             self._save(task)
+        self._append_info(task, f.path, f.bytes, max(0, f.end_ms - f.start_ms), f.sequence, last,
+                          f.start_time, f.end_time)
+
+    def _append_info(self, task: Task, path: str, size: int, duration_ms: int, sequence: int,
+                     last: bool, start: datetime | None, end: datetime | None) -> None:
         try:
-            info = self._info_path(task, f.start_time)
+            info = self._info_path(task, start)
             append_entry(str(info), InfoEntry(
                 transaction_id=task.transaction_id, id=task.spec.id,
                 metadata=task.spec.metadata or "", vhost=task.vhost, app=task.app,
-                stream=task.spec.stream_name, file_path=self._relative(task, f.path),
-                record_bytes=f.bytes, record_time=max(0, f.end_ms - f.start_ms),
-                sequence=f.sequence,
+                stream=task.spec.stream_name, file_path=self._relative(task, path),
+                record_bytes=size, record_time=duration_ms, sequence=sequence,
                 last_sequence=last, created_time=iso_time(task.created) or "",
-                start_time=iso_time(f.start_time) or "", finish_time=iso_time(f.end_time) or ""))
-        except OSError as e:
-            log.error("task %s: cannot write the info file: %s", task.spec.id, e)
+                start_time=iso_time(start) or "", finish_time=iso_time(end) or ""))
+        except (OSError, ApiError, PathEscapeError) as e:
+            msg = e.message if isinstance(e, ApiError) else str(e)
+            log.error("task %s: cannot write the info file: %s", task.spec.id, msg)
 
     def _open_failed(self, task: Task, sequence: int, e: BaseException) -> None:
         """A file of the task could not be created: the task is in error with the reason (as
