@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,9 @@ class _Bar:
 
 def _record(args: argparse.Namespace) -> int:
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()] if args.tracks else None
+    if args.source != "-" and "://" not in args.source and not os.path.exists(args.source):
+        print(f"pyrec: error: {args.source}: No such file or directory", file=sys.stderr)
+        return 1
     bar = _Bar(not args.quiet)
 
     def report(f: RecordedFile) -> None:

@@ -79,6 +79,7 @@ class _Syncer:
 
 
 _syncer = _Syncer()
+_USED_MAX = 4096
 
 
 def _now() -> datetime:
@@ -116,6 +117,7 @@ class FileSink:
         self.live = live
         self.t0 = clock()
         self._open: dict[int, tuple[str, str | None, datetime]] = {}  # fd -> (path, final tmpl, start)
+        self._used: dict[str, None] = {}  # names this sink created (the latest _USED_MAX)
 
     def wall(self, media_ms: int) -> datetime:
         """Wall time of a media time: the clock itself for live sources (names follow the
@@ -163,19 +165,7 @@ class FileSink:
                 os.makedirs(d, exist_ok=True)
             except FileExistsError:  # something that is not a folder stands in its place
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), d) from None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        flags |= os.O_TRUNC if self.overwrite else os.O_EXCL
-        stem, ext = os.path.splitext(path)
-        for n in range(1000 if self.unique else 1):
-            candidate = f"{stem}-{n}{ext}" if n else path
-            try:
-                fd = os.open(candidate, flags, 0o644)
-                path = candidate
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"output file exists, not overwriting: {path}")
+        fd, path = self._create_unique(path)
         self._open[fd] = (path, later, start)
         if self.on_open is not None:
             try:
@@ -189,6 +179,32 @@ class FileSink:
                     pass
                 raise
         return fd
+
+    def _create_unique(self, path: str) -> tuple[int, str]:
+        """Create `path`, or name-1.ext, name-2.ext, ... when a file of this recording already
+        has that name (a template without ${Sequence}) -- as the server names them. A file
+        that was there before is replaced only with `overwrite`; otherwise the template's own
+        name is an error unless `unique` (the server) asks for the next free name, and a -N
+        name moves on to the next N."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        stem, ext = os.path.splitext(path)
+        for n in range(1000):
+            candidate = f"{stem}-{n}{ext}" if n else path
+            if candidate in self._used:
+                continue
+            replace = self.overwrite  # never a file of this recording: skipped above
+            try:
+                fd = os.open(candidate, flags | (os.O_TRUNC if replace else os.O_EXCL), 0o644)
+            except FileExistsError:
+                if self.unique or n:
+                    continue
+                raise FileExistsError(errno.EEXIST, "output file exists, not overwriting "
+                                      "(--overwrite replaces it)", candidate) from None
+            self._used[candidate] = None
+            if len(self._used) > _USED_MAX:
+                del self._used[next(iter(self._used))]
+            return fd, candidate
+        raise FileExistsError(errno.EEXIST, "no free name for the output file", path)
 
     def close(self, info: dict[str, Any]) -> None:
         fd = info["fd"]
