@@ -301,10 +301,16 @@ class Recorder:
         return self.sink.files
 
     def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = False) -> None:
+        """One packet: times in ticks of the track's timescale, `data` any bytes-like
+        object, `key` for a keyframe (see pyrec._core.Recorder.write)."""
         self._core.write(track, dts, pts, data, key)
 
     def write_batch(self, track: np.ndarray, dts: np.ndarray, pts: np.ndarray,
                     flags: np.ndarray, sizes: np.ndarray, payload: Any) -> int:
+        """n packets: arrays of length n (converted to int32 track, int64 dts/pts, uint8
+        flags with bit 0 = keyframe, int64 sizes) and one buffer of the payloads back to
+        back. Returns the number of packets rejected as malformed (see
+        pyrec._core.Recorder.write_batch)."""
         import numpy as np
 
         return int(self._core.write_batch(
@@ -313,6 +319,8 @@ class Recorder:
             np.ascontiguousarray(sizes, dtype=np.int64), payload))
 
     def split(self, at_ms: int | None = None) -> None:
+        """Start the next file at the next keyframe, or at the first keyframe at or after
+        media time `at_ms` (see pyrec._core.Recorder.split)."""
         self._core.split(at_ms)
 
     def flush(self) -> None:
