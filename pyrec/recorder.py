@@ -118,6 +118,7 @@ class FileSink:
         self.t0 = clock()
         self._open: dict[int, tuple[str, str | None, datetime]] = {}  # fd -> (path, final tmpl, start)
         self._used: dict[str, None] = {}  # names this sink created (the latest _USED_MAX)
+        self._create_failed = False
 
     def wall(self, media_ms: int) -> datetime:
         """Wall time of a media time: the clock itself for live sources (names follow the
@@ -140,6 +141,7 @@ class FileSink:
         try:
             return self._create(sequence + self.sequence_offset, start_ms)
         except BaseException as e:
+            self._create_failed = True
             if self.on_error is not None:
                 self.on_error(sequence + self.sequence_offset, e)
             raise
@@ -210,6 +212,10 @@ class FileSink:
         fd = info["fd"]
         path, later, start = self._open.pop(fd)
         end = self.clock() if self.live else self.wall(info["end_ms"])
+        if info["error"] == "CALLBACK" and self._create_failed:
+            # The file after this one could not be created (reported through on_error and
+            # the recorder's error); this one was finished whole.
+            info = {**info, "error": None, "error_message": None}
         if info["error"] is None and self.live:
             _syncer.sync_and_close(fd)  # never stall the ingest loop on the disk
         else:

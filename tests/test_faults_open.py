@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -238,6 +239,32 @@ def test_task_retries_when_its_stream_returns(service, clips):
     [f] = files_under(root / "blocked")
     assert f.name == "bad_0.mp4"
     check_complete(f, clip)
+
+
+def test_next_file_of_a_split_cannot_be_created(service, clips):
+    """File 0 is written; file 1's folder is blocked by a file: the task goes to `error` at
+    the split, file 0 is complete, plays and is in the info XML and the totals."""
+    svc, root = service
+    clip = clips.flv("openfail-split", seconds=3.0, gop=15)
+    (root / "1").write_text("a file where the folder of file 1 goes")
+    port = svc.api_port
+    call(port, "startRecord", {"id": "sp", "stream": {"name": "s2"}, "interval": 1000,
+                               "filePath": "${Sequence}/${Id}.mp4", "infoPath": "sp.xml"})
+    media.rtmp_wait(media.rtmp_publish(clip.path, f"rtmp://127.0.0.1:{svc.rtmp_port}/app/s2",
+                                       realtime=False))
+    t = wait_for(lambda: (lambda t: t if t["state"] == "error" and t["files"] == 1 else None)(
+        task(port, "sp")), 20, "the failed split")
+    assert t["error"] == "cannot create 1: Not a directory (ENOTDIR)", t
+    first = root / "0" / "sp.mp4"
+    mp4 = boxes.parse_mp4(first)
+    boxes.check_fragmented(mp4)
+    probe.assert_plays(first)
+    # finished whole: every frame up to the split's keyframe (30 fps, keyframes every 15)
+    assert len(mp4.tracks[1].samples) == 30
+    assert t["totalRecordBytes"] == first.stat().st_size
+    [entry] = ET.parse(root / "sp.xml").getroot().iter("file")
+    assert entry.findtext("filePath") == "0/sp.mp4"
+    assert int(entry.findtext("recordBytes")) == first.stat().st_size
 
 
 # --- a real `pyrec serve` process: EMFILE (prlimit) and EACCES (no CAP_DAC_OVERRIDE) ---------
