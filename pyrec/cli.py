@@ -10,6 +10,7 @@ from pyrec import __version__
 from pyrec._core import PyrecError
 from pyrec.recorder import RecordedFile
 from pyrec.schedule import ScheduleError
+from pyrec.schedule import validate as validate_schedule
 from pyrec.source import record_file
 
 __all__ = ["main"]
@@ -142,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "interval", None) is not None and args.interval <= 0:
         print("pyrec: error: --interval must be > 0", file=sys.stderr)
         return 2
+    if getattr(args, "schedule", None) is not None:
+        try:
+            validate_schedule(args.schedule)
+        except ScheduleError as e:
+            print(f"pyrec: error: --schedule: {e}", file=sys.stderr)
+            return 2
     return int(args.func(args))
 
 

@@ -131,6 +131,10 @@ def test_record_mp4_source_through_pyav(clips, tmp_path):
     (["{flv}", "-o", "{out}", "--segmentation-rule", "sideways"], ["segmentation"]),
     (["{flv}", "-o", "{out}", "--tracks", "bypass_subtitles"], ["bypass_subtitles"]),
     (["{flv}", "-o", "{out}", "--interval", "-5"], ["interval"]),
+    (["{flv}", "-o", "{out}", "--schedule", "0 0 */25"],
+     ["--schedule: hours field '*/25': step 25 is outside 1-23"]),
+    (["{flv}", "-o", "{out}", "--schedule", "0 61 *"],
+     ["--schedule: minutes field '61': 61 is outside 0-59"]),
 ])
 def test_cli_errors_are_clear(flv6, tmp_path, args, words):
     noise = tmp_path / "noise.flv"
