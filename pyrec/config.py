@@ -182,8 +182,8 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
     cfg.rtmp_port = _get(server, "rtmp_port", int, cfg.rtmp_port, "server")
     cfg.access_token = _get(server, "access_token", str, "", "server")
     cfg.realm = _get(server, "realm", str, cfg.realm, "server")
-    cfg.record_root = _abspath(_get(server, "record_root", str, str(cfg.record_root), "server"),
-                               base)
+    root = _get(server, "record_root", str, None, "server")
+    cfg.record_root = _abspath(root, base) if root is not None else _abspath(cfg.record_root)
     db = _get(server, "database", str, "", "server")
     cfg.db_path = _abspath(db, base) if db else None
     cfg.part_duration_ms = _get(server, "part_duration_ms", int, cfg.part_duration_ms, "server")

@@ -722,7 +722,6 @@ class TaskManager:
             reason = f"cannot create file {sequence}: {e}"
         with self._lock:
             task.open_failed = True
-            task.open_path = None
         self._fail(task, reason)
 
     def _fail(self, task: Task, reason: str) -> None:

@@ -107,8 +107,10 @@ def test_relative_paths_resolve_against_the_files_folder(tmp_path, monkeypatch):
     assert cfg.record_root == elsewhere / "flag-root"
     assert cfg.database == elsewhere / "t.db"
     assert cfg.vhosts["default"].apps["other"].root == elsewhere / "flag-root"
-    # No file: relative to the working directory.
+    # No file, or a file without record_root: the default ./records of the working directory.
     assert load_config(None).record_root == elsewhere / "records"
+    (conf / "bare.toml").write_text("[server]\napi_port = 9000\n")
+    assert load_config(conf / "bare.toml").record_root == elsewhere / "records"
 
 
 def test_startup_log_names_absolute_paths(tmp_path, monkeypatch, caplog):
