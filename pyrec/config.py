@@ -99,7 +99,7 @@ RULE_KEYS = ("stream", "id", "interval", "schedule", "segmentationRule", "filePa
              "metadata", "variantNames", "trackIds")
 
 # The keys each table of the file was asked for while it was read (id of the table -> (table,
-# where, keys)). A table's other keys are unknown: check_unknown() reports them.
+# where, keys)). A table's other keys are unknown: _check_unknown() reports them.
 _asked: dict[int, tuple[dict[str, Any], str, set[str]]] = {}
 
 

@@ -303,6 +303,12 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def stable_fds(pid: int) -> bool:
+    before = sorted(os.listdir(f"/proc/{pid}/fd"))
+    time.sleep(0.3)
+    return sorted(os.listdir(f"/proc/{pid}/fd")) == before
+
+
 def free_fd_numbers(pid: int, n: int) -> list[int]:
     used = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
     out, fd = [], 0
@@ -321,7 +327,9 @@ def test_no_file_descriptor_left(tmp_path, clips):
     proc, port, rtmp, log = serve(tmp_path, root)
     try:
         call(port, "startRecord", {"id": "t", "stream": {"name": "s1"}})
-        time.sleep(0.3)  # the API connection's descriptor is closed again on the server
+        # the API connection's descriptor is closed again on the server: wait until the
+        # server's descriptors stay the same for a while
+        wait_for(lambda: stable_fds(proc.pid), 10, "the server's descriptors to settle")
         _, second = free_fd_numbers(proc.pid, 2)
         soft = subprocess.run(["prlimit", f"--pid={proc.pid}", "--nofile", "--raw", "-o", "SOFT",
                                "--noheadings"], capture_output=True, text=True, check=True)
