@@ -1,4 +1,4 @@
-"""Record API conformance (spec/record-api.md): table-driven through falcon's TestClient over the
+"""Record API conformance (docs/record-api.md): table-driven through falcon's TestClient over the
 real TaskManager, plus one real waitress server on loopback. Every response any test receives is
 validated against the OpenAPI description the package ships (pyrec/openapi.json)."""
 
