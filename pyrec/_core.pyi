@@ -31,11 +31,47 @@ class Recorder:
         """keep_leading: record from the first packet of any track (else from the first video
         keyframe). in_timescale[i]: timescale of the times written for track i when it differs
         from the track's (audio is then placed on its sample grid when within 1 ms)."""
-    def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = ...) -> None: ...
+    def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = ...) -> None:
+        """Write one packet of track `track` (its index in the track list).
+
+        dts, pts: the packet's decode and presentation times in ticks of the track's timescale
+        (of in_timescale[track] when that was given)
+        (pts None: the same as dts). They need not be clean: wrap-around, equal or backward
+        DTS and jumps are repaired and counted in stats()["tracks"][track].
+        data: the payload, any C-contiguous bytes-like object (bytes, bytearray, memoryview,
+        a uint8 numpy array); it is copied when it has to wait in the interleaving queue.
+        key: a sync sample (keyframe); files start and splits land on keyframes of the first
+        video track (any packet for audio-only recordings).
+
+        Raises PyrecError: MALFORMED for an empty payload, NOTRACK for a track index out of
+        range, or the recorder's sticky error once it failed (e.g. IO with its errno, or
+        CALLBACK when a file could not be created; the opener's own exception is raised
+        instead when it has one). ValueError once the recorder is closed."""
     def write_batch(self, track: npt.NDArray[np.int32], dts: npt.NDArray[np.int64],
                     pts: npt.NDArray[np.int64], flags: npt.NDArray[np.uint8],
-                    sizes: npt.NDArray[np.int64], payload: Any) -> int: ...
-    def split(self, at_ms: int | None = ...) -> None: ...
+                    sizes: npt.NDArray[np.int64], payload: Any) -> int:
+        """Write n packets in one call, without Python per packet.
+
+        The five arrays are one-dimensional, C-contiguous, of length n and of exactly these
+        dtypes: track int32 (track indexes), dts int64 and pts int64 (ticks of each packet's
+        track timescale; pts INT64_MIN = no pts, the same as dts), flags uint8 (bit 0 = 1:
+        keyframe; the other bits are reserved, ignored today: keep them 0), sizes int64
+        (payload bytes of each packet, >= 0). Another dtype is a ValueError here ("Buffer
+        dtype mismatch"); pyrec.Recorder.write_batch converts any integer arrays first. payload: one C-contiguous bytes-like buffer holding the packets
+        back to back: packet i is payload[sum(sizes[:i]) : sum(sizes[:i + 1])]; it may be
+        longer than sum(sizes) (the rest is ignored).
+
+        Returns the number of packets rejected as malformed (empty ones), which are skipped
+        and counted in stats()["tracks"][t]["rejected"]; every other packet was accepted.
+        Raises ValueError when the lengths differ, a size is negative or the sizes exceed
+        the payload (nothing written); PyrecError as write() does on the first packet that
+        fails (the ones before it are written)."""
+    def split(self, at_ms: int | None = ...) -> None:
+        """End the current file and start the next one at a keyframe of the first video track:
+        with no argument at the next keyframe written; with `at_ms` at the first keyframe
+        whose media time (ms since the recording's first sample) is at or after it. That
+        keyframe is the first sample of the next file; nothing is lost or doubled. A later
+        call replaces a pending one. Raises ValueError once the recorder is closed."""
     def flush(self) -> None: ...
     def close(self) -> dict[str, Any] | None: ...
     def stats(self) -> dict[str, Any]:

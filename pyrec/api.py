@@ -1,4 +1,4 @@
-"""The Record REST API (spec/record-api.md): an OvenMediaEngine-compatible Falcon WSGI app.
+"""The Record REST API (docs/record-api.md): an OvenMediaEngine-compatible Falcon WSGI app.
 
 `create_app(manager, config)` receives its collaborators. The pipeline of every request is the
 contract's order: CORS preflight (OPTIONS, no auth) -> Basic auth (401) -> route (404 controller

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -9,6 +10,7 @@ from pyrec import __version__
 from pyrec._core import PyrecError
 from pyrec.recorder import RecordedFile
 from pyrec.schedule import ScheduleError
+from pyrec.schedule import validate as validate_schedule
 from pyrec.source import record_file
 
 __all__ = ["main"]
@@ -39,6 +41,9 @@ class _Bar:
 
 def _record(args: argparse.Namespace) -> int:
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()] if args.tracks else None
+    if args.source != "-" and "://" not in args.source and not os.path.exists(args.source):
+        print(f"pyrec: error: {args.source}: No such file or directory", file=sys.stderr)
+        return 1
     bar = _Bar(not args.quiet)
 
     def report(f: RecordedFile) -> None:
@@ -138,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "interval", None) is not None and args.interval <= 0:
         print("pyrec: error: --interval must be > 0", file=sys.stderr)
         return 2
+    if getattr(args, "schedule", None) is not None:
+        try:
+            validate_schedule(args.schedule)
+        except ScheduleError as e:
+            print(f"pyrec: error: --schedule: {e}", file=sys.stderr)
+            return 2
     return int(args.func(args))
 
 

@@ -1,9 +1,16 @@
 """Configuration: one TOML file (vhosts, apps, AccessToken, root directory, templates, track
 names, ports, limits, auto-record rules); command-line flags override it. With no file the
-embedded defaults run: vhost `default`, app `app`, root `./records`, a generated token."""
+embedded defaults run: vhost `default`, app `app`, root `./records`, a generated token.
+
+A key the configuration does not know is an error naming the nearest known key (a typo never
+leaves a setting silently at its default). Relative paths written in the file are taken
+relative to the file's folder; relative paths given as flags, relative to the working
+directory. Every path of the loaded Config is absolute."""
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -70,6 +77,7 @@ class Config:
     max_tasks: int = 10_000
     limits: IngestLimits = IngestLimits()
     vhosts: dict[str, VhostConfig] = field(default_factory=dict)
+    source: Path | None = None             # the configuration file read, if any
 
     def app(self, vhost: str, app: str) -> AppConfig | None:
         v = self.vhosts.get(vhost)
@@ -86,16 +94,53 @@ class Config:
         return self.db_path or (self.record_root / ".pyrec" / "tasks.sqlite3")
 
 
+# Keys of an auto-record rule: `stream` (the pattern) and the :startRecord fields it sets.
+RULE_KEYS = ("stream", "id", "interval", "schedule", "segmentationRule", "filePath", "infoPath",
+             "metadata", "variantNames", "trackIds")
+
+# The keys each table of the file was asked for while it was read (id of the table -> (table,
+# where, keys)). A table's other keys are unknown: _check_unknown() reports them.
+_asked: dict[int, tuple[dict[str, Any], str, set[str]]] = {}
+
+
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any, where: str) -> Any:
+    _asked.setdefault(id(d), (d, where, set()))[2].add(key)
     v = d.get(key, default)
     if v is not default and not isinstance(v, typ):
         raise ConfigError(f"{where}.{key}: expected {getattr(typ, '__name__', typ)}, got {v!r}")
     return v
 
 
+def _check_unknown(source: str) -> None:
+    """ConfigError for the first key no reader asked for, with the nearest known key."""
+    for table, where, known in _asked.values():
+        for key in table:
+            if key in known:
+                continue
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else (
+                f"; known keys: {', '.join(sorted(known))}")
+            name = f"{where}.{key}" if where else key
+            raise ConfigError(f"{source}: unknown key {name!r}{hint}")
+
+
+def _table(d: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    return _get(d, key, dict, {}, where)
+
+
+def _abspath(p: str | os.PathLike[str], base: str | None = None) -> Path:
+    """`p` made absolute against `base` (the config file's folder) or the working directory."""
+    p = os.path.expanduser(os.fspath(p))
+    if base is not None and not os.path.isabs(p):
+        p = os.path.join(base, p)
+    return Path(os.path.abspath(p))
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
     """Read the TOML file (if any), apply non-None overrides (host, api_port, rtmp_port,
-    access_token, record_root, no_auth, db_path), fill defaults."""
+    access_token, realm, record_root, no_auth, db_path), fill defaults. Unknown keys are
+    errors; relative paths in the file are relative to its folder, those given as overrides
+    to the working directory."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -103,46 +148,86 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
                 data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: {e}") from None
-    server = data.get("server", {})
+    _asked.clear()
+    try:
+        cfg = _load(data, os.path.dirname(os.path.abspath(path)) if path is not None else None,
+                    overrides)
+        _check_unknown(str(path) if path is not None else "configuration")
+    finally:
+        _asked.clear()
+    cfg.source = _abspath(path) if path is not None else None
+    return cfg
+
+
+def known_keys() -> list[str]:
+    """Every key the configuration file accepts, dotted (`server.api_port`,
+    `vhosts.<vhost>.apps.<app>.auto_record[].interval`, ...)."""
+    sample = {"vhosts": {"<vhost>": {"apps": {"<app>": {"auto_record": [{}],
+                                                        "track_names": {}}}}}}
+    _asked.clear()
+    try:
+        _load(sample, None, {})
+        names = [f"{where}.{k}" if where else k for _t, where, keys in _asked.values()
+                 for k in keys]
+    finally:
+        _asked.clear()
+    return sorted(n.replace("auto_record[0]", "auto_record[]") for n in names)
+
+
+def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> Config:
+    server = _table(data, "server", "")
     cfg = Config()
     cfg.host = _get(server, "host", str, cfg.host, "server")
     cfg.api_port = _get(server, "api_port", int, cfg.api_port, "server")
     cfg.rtmp_port = _get(server, "rtmp_port", int, cfg.rtmp_port, "server")
     cfg.access_token = _get(server, "access_token", str, "", "server")
     cfg.realm = _get(server, "realm", str, cfg.realm, "server")
-    cfg.record_root = Path(_get(server, "record_root", str, str(cfg.record_root), "server"))
+    root = _get(server, "record_root", str, None, "server")
+    cfg.record_root = _abspath(root, base) if root is not None else _abspath(cfg.record_root)
     db = _get(server, "database", str, "", "server")
-    cfg.db_path = Path(db) if db else None
+    cfg.db_path = _abspath(db, base) if db else None
     cfg.part_duration_ms = _get(server, "part_duration_ms", int, cfg.part_duration_ms, "server")
     cfg.max_tasks = _get(server, "max_tasks", int, cfg.max_tasks, "server")
     cfg.reconnect_grace_ms = _get(server, "reconnect_grace_ms", int, 0, "server")
-    lim = data.get("limits", {})
-    base = IngestLimits()
-    cfg.limits = IngestLimits(**{k: _get(lim, k, int, getattr(base, k), "limits")
-                                 for k in base.__dataclass_fields__})
+    lim = _table(data, "limits", "")
+    dflt = IngestLimits()
+    cfg.limits = IngestLimits(**{k: _get(lim, k, int, getattr(dflt, k), "limits")
+                                 for k in dflt.__dataclass_fields__})
     for k, v in overrides.items():
         if v is None:
             continue
         if k == "record_root" or k == "db_path":
-            v = Path(v)
+            v = _abspath(v)
         if not hasattr(cfg, k):
             raise ConfigError(f"unknown setting {k}")
         setattr(cfg, k, v)
-    vhosts = data.get("vhosts") or {"default": {"apps": {"app": {}}}}
+    vhosts = _table(data, "vhosts", "") or {"default": {"apps": {"app": {}}}}
     for vname, vdata in vhosts.items():
         where = f"vhosts.{vname}"
+        if not isinstance(vdata, dict):
+            raise ConfigError(f"{where}: expected a table, got {vdata!r}")
         v = VhostConfig(vname, list(_get(vdata, "hosts", list, ["*"], where)))
-        for aname, adata in (vdata.get("apps") or {}).items():
+        for aname, adata in _table(vdata, "apps", where).items():
             aw = f"{where}.apps.{aname}"
-            root = Path(_get(adata, "root", str, str(cfg.record_root), aw))
+            if not isinstance(adata, dict):
+                raise ConfigError(f"{aw}: expected a table, got {adata!r}")
+            root = _get(adata, "root", str, None, aw)
             tracks = _get(adata, "track_names", dict, {}, aw)
-            rules = [AutoRecordRule(_get(r, "stream", str, "*", f"{aw}.auto_record"),
-                                    {k: val for k, val in r.items() if k != "stream"})
-                     for r in _get(adata, "auto_record", list, [], aw)]
+            rules = []
+            for i, r in enumerate(_get(adata, "auto_record", list, [], aw)):
+                rw = f"{aw}.auto_record[{i}]"
+                if not isinstance(r, dict):
+                    raise ConfigError(f"{rw}: expected a table, got {r!r}")
+                for k in RULE_KEYS:
+                    _asked.setdefault(id(r), (r, rw, set()))[2].add(k)
+                rules.append(AutoRecordRule(_get(r, "stream", str, "*", rw),
+                                            {k: val for k, val in r.items() if k != "stream"}))
             v.apps[aname] = AppConfig(
-                aname, root, _get(adata, "file_path", str, DEFAULT_FILE_TEMPLATE, aw),
+                aname, _abspath(root, base) if root is not None else cfg.record_root,
+                _get(adata, "file_path", str, DEFAULT_FILE_TEMPLATE, aw),
                 _get(adata, "info_path", str, DEFAULT_INFO_TEMPLATE, aw),
-                tracks.get("video", DEFAULT_VIDEO_NAME), tracks.get("audio", DEFAULT_AUDIO_NAME),
+                _get(tracks, "video", str, DEFAULT_VIDEO_NAME, f"{aw}.track_names"),
+                _get(tracks, "audio", str, DEFAULT_AUDIO_NAME, f"{aw}.track_names"),
                 rules)
         cfg.vhosts[vname] = v
     if not cfg.access_token and not cfg.no_auth:

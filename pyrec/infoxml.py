@@ -4,7 +4,8 @@ tasks sharing one info file lose nothing."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 import threading
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -13,6 +14,7 @@ __all__ = ["InfoEntry", "append_entry"]
 
 _HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<files>\n'
 _TAIL = "</files>\n"
+MODE = 0o644  # as the media files (FileSink), less the process umask
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -68,8 +70,10 @@ def append_entry(path: str, entry: InfoEntry) -> None:
     path = os.path.abspath(path)
     with _lock_for(path):
         body = ""
+        mode: int | None = None  # a new file: MODE less the umask, like the media files
         try:
             with open(path, encoding="utf-8") as f:
+                mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)  # an operator's chmod stays
                 old = f.read()
             start = old.find("<files>")
             end = old.rfind("</files>")
@@ -80,8 +84,11 @@ def append_entry(path: str, entry: InfoEntry) -> None:
         text = _HEAD + body + entry.to_xml() + _TAIL
         d = os.path.dirname(path)
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pyrec-info-", suffix=".tmp", dir=d)
+        tmp = os.path.join(d, f".pyrec-info-{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, MODE)
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["PathContext", "expand", "format_time", "has_end_time", "resolve_under",
-           "PathEscapeError", "DEFAULT_FILE_TEMPLATE", "DEFAULT_INFO_TEMPLATE"]
+__all__ = ["PathContext", "new_transaction_id", "expand", "format_time", "has_end_time",
+           "resolve_under", "PathEscapeError", "DEFAULT_FILE_TEMPLATE", "DEFAULT_INFO_TEMPLATE"]
 
 DEFAULT_FILE_TEMPLATE = (
     "${VirtualHost}/${Application}/${Stream}/${Id}_${StartTime:YYYYMMDDhhmmss}_${Sequence}.mp4"
@@ -24,13 +24,21 @@ class PathEscapeError(ValueError):
     """A path that would leave its root directory."""
 
 
+_TXN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_transaction_id() -> str:
+    """16 random alphanumerics, as OME's ${TransactionId} (one per task or recording)."""
+    return "".join(_TXN_ALPHABET[b % 62] for b in os.urandom(16))
+
+
 @dataclass
 class PathContext:
     vhost: str = "default"
     app: str = "app"
     stream: str = "stream"
     id: str = "record"
-    transaction_id: str = ""
+    transaction_id: str = field(default_factory=new_transaction_id)
     sequence: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None

@@ -1,6 +1,7 @@
 """The friendly recording API: tracks and packets in, finished fMP4 files out."""
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -78,6 +79,7 @@ class _Syncer:
 
 
 _syncer = _Syncer()
+_USED_MAX = 4096
 
 
 def _now() -> datetime:
@@ -98,12 +100,14 @@ class FileSink:
                  live: bool = False,
                  resolve: Callable[[str], str] | None = None,
                  keep_files: bool = True, sequence_offset: int = 0,
-                 unique: bool = False) -> None:
+                 unique: bool = False,
+                 on_error: Callable[[int, BaseException], None] | None = None) -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
         self.on_file = on_file
         self.on_open = on_open
+        self.on_error = on_error  # (sequence, exception) when a file cannot be created
         self.resolve = resolve
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
@@ -113,6 +117,8 @@ class FileSink:
         self.live = live
         self.t0 = clock()
         self._open: dict[int, tuple[str, str | None, datetime]] = {}  # fd -> (path, final tmpl, start)
+        self._used: dict[str, None] = {}  # names this sink created (the latest _USED_MAX)
+        self._create_failed = False
 
     def wall(self, media_ms: int) -> datetime:
         """Wall time of a media time: the clock itself for live sources (names follow the
@@ -128,7 +134,19 @@ class FileSink:
                            start_time=start, end_time=end)
 
     def open(self, sequence: int, start_ms: int) -> int:
-        sequence += self.sequence_offset
+        """Create the file of `sequence` and return its descriptor. A failure (the folder
+        blocked by a file, a read-only or full disk, no descriptor left, a path leaving its
+        root...) raises, after `on_error` was told: the recording then stops with that error
+        while other recordings go on."""
+        try:
+            return self._create(sequence + self.sequence_offset, start_ms)
+        except BaseException as e:
+            self._create_failed = True
+            if self.on_error is not None:
+                self.on_error(sequence + self.sequence_offset, e)
+            raise
+
+    def _create(self, sequence: int, start_ms: int) -> int:
         start = self.wall(start_ms)
         later: str | None = None
         if callable(self.output):
@@ -145,29 +163,59 @@ class FileSink:
             path = self.resolve(path)  # the final name is resolved again at close
         d = os.path.dirname(path)
         if d:
-            os.makedirs(d, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        flags |= os.O_TRUNC if self.overwrite else os.O_EXCL
-        stem, ext = os.path.splitext(path)
-        for n in range(1000 if self.unique else 1):
-            candidate = f"{stem}-{n}{ext}" if n else path
             try:
-                fd = os.open(candidate, flags, 0o644)
-                path = candidate
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"output file exists, not overwriting: {path}")
+                os.makedirs(d, exist_ok=True)
+            except FileExistsError:  # something that is not a folder stands in its place
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), d) from None
+        fd, path = self._create_unique(path)
         self._open[fd] = (path, later, start)
         if self.on_open is not None:
-            self.on_open(sequence, path, start)
+            try:
+                self.on_open(sequence, path, start)
+            except BaseException:
+                del self._open[fd]
+                os.close(fd)
+                try:
+                    os.unlink(path)  # created just now and empty
+                except OSError:
+                    pass
+                raise
         return fd
+
+    def _create_unique(self, path: str) -> tuple[int, str]:
+        """Create `path`, or name-1.ext, name-2.ext, ... when a file of this recording already
+        has that name (a template without ${Sequence}) -- as the server names them. A file
+        that was there before is replaced only with `overwrite`; otherwise the template's own
+        name is an error unless `unique` (the server) asks for the next free name, and a -N
+        name moves on to the next N."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        stem, ext = os.path.splitext(path)
+        for n in range(1000):
+            candidate = f"{stem}-{n}{ext}" if n else path
+            if candidate in self._used:
+                continue
+            replace = self.overwrite  # never a file of this recording: skipped above
+            try:
+                fd = os.open(candidate, flags | (os.O_TRUNC if replace else os.O_EXCL), 0o644)
+            except FileExistsError:
+                if self.unique or n:
+                    continue
+                raise FileExistsError(errno.EEXIST, "output file exists, not overwriting "
+                                      "(--overwrite replaces it)", candidate) from None
+            self._used[candidate] = None
+            if len(self._used) > _USED_MAX:
+                del self._used[next(iter(self._used))]
+            return fd, candidate
+        raise FileExistsError(errno.EEXIST, "no free name for the output file", path)
 
     def close(self, info: dict[str, Any]) -> None:
         fd = info["fd"]
         path, later, start = self._open.pop(fd)
         end = self.clock() if self.live else self.wall(info["end_ms"])
+        if info["error"] == "CALLBACK" and self._create_failed:
+            # The file after this one could not be created (reported through on_error and
+            # the recorder's error); this one was finished whole.
+            info = {**info, "error": None, "error_message": None}
         if info["error"] is None and self.live:
             _syncer.sync_and_close(fd)  # never stall the ingest loop on the disk
         else:
@@ -265,10 +313,16 @@ class Recorder:
         return self.sink.files
 
     def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = False) -> None:
+        """One packet: times in ticks of the track's timescale, `data` any bytes-like
+        object, `key` for a keyframe (see pyrec._core.Recorder.write)."""
         self._core.write(track, dts, pts, data, key)
 
     def write_batch(self, track: np.ndarray, dts: np.ndarray, pts: np.ndarray,
                     flags: np.ndarray, sizes: np.ndarray, payload: Any) -> int:
+        """n packets: arrays of length n (converted to int32 track, int64 dts/pts, uint8
+        flags with bit 0 = keyframe, int64 sizes) and one buffer of the payloads back to
+        back. Returns the number of packets rejected as malformed (see
+        pyrec._core.Recorder.write_batch)."""
         import numpy as np
 
         return int(self._core.write_batch(
@@ -277,6 +331,8 @@ class Recorder:
             np.ascontiguousarray(sizes, dtype=np.int64), payload))
 
     def split(self, at_ms: int | None = None) -> None:
+        """Start the next file at the next keyframe, or at the first keyframe at or after
+        media time `at_ms` (see pyrec._core.Recorder.split)."""
         self._core.split(at_ms)
 
     def flush(self) -> None:

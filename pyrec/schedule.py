@@ -1,49 +1,69 @@
 """Split schedules "S M H" (OME's grammar: each field `*`, `N` or `*/N`; pyrec also accepts
-lists and ranges), evaluated like cron `S M H * * *` in server local time."""
+lists and ranges), evaluated like cron `S M H * * *` in server local time.
+
+Every number is checked against its field's range (seconds and minutes 0-59, hours 0-23):
+values, both ends of a range (low <= high) and steps (1 up to the field's top), so a schedule
+that cron would read differently from what was meant ("0 0 */25") is refused with a message
+naming the field and the number."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-__all__ = ["Schedule", "ScheduleError"]
+if TYPE_CHECKING:
+    from datetime import datetime
 
-_ITEM = r"(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?"
-_FIELD = re.compile(rf"^{_ITEM}(,{_ITEM})*$")
-_LIMITS = (("second", 59), ("minute", 59), ("hour", 23))
+__all__ = ["Schedule", "ScheduleError", "FIELDS"]
+
+# (name, lowest, highest) of the three fields, in order
+FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23))
+_ITEM = re.compile(r"^(?:(\*)|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$")
 
 
 class ScheduleError(ValueError):
     pass
 
 
+def _check_field(text: str, what: str, low: int, top: int) -> None:
+    for item in text.split(","):
+        m = _ITEM.match(item)
+        if m is None:
+            raise ScheduleError(f"{what} field {text!r}: {item!r} is not *, N, N-M, */S, N-M/S "
+                                f"or a comma-separated list of them")
+        star, first, last, step = m.groups()
+        for n in (first, last):
+            if n is not None and not low <= int(n) <= top:
+                raise ScheduleError(f"{what} field {text!r}: {int(n)} is outside {low}-{top}")
+        if last is not None and int(first) > int(last):
+            raise ScheduleError(f"{what} field {text!r}: range {first}-{last} runs backwards")
+        if step is not None and not 1 <= int(step) <= top:
+            raise ScheduleError(f"{what} field {text!r}: step {int(step)} is outside 1-{top}")
+
+
+def validate(text: object) -> list[str]:
+    """The three fields of a valid schedule; ScheduleError (naming the field) otherwise."""
+    if not isinstance(text, str):
+        raise ScheduleError('schedule must be a string "S M H"')
+    fields = text.split()
+    if len(fields) != 3:
+        raise ScheduleError(f"{text!r} must have 3 fields: seconds minutes hours")
+    for f, (what, low, top) in zip(fields, FIELDS):
+        _check_field(f, what, low, top)
+    return fields
+
+
 class Schedule:
     """Next split boundary strictly after a given time."""
 
     def __init__(self, text: str) -> None:
-        if not isinstance(text, str):
-            raise ScheduleError("schedule must be a string \"S M H\"")
-        fields = text.split()
-        if len(fields) != 3:
-            raise ScheduleError(f"schedule {text!r} must have 3 fields: seconds minutes hours")
-        for f, (what, top) in zip(fields, _LIMITS):
-            if not _FIELD.match(f):
-                raise ScheduleError(f"schedule {what} field {f!r} is not *, N, */N, a range or a list")
-            for part in f.split(","):
-                base, _, step = part.partition("/")
-                if step and int(step) == 0:
-                    raise ScheduleError(f"schedule {what} field {f!r}: step 0")
-                for n in re.findall(r"\d+", base):
-                    if int(n) > top:
-                        raise ScheduleError(f"schedule {what} field {f!r}: {n} > {top}")
+        fields = validate(text)
         self.text = text
         self._expr = f"{fields[0]} {fields[1]} {fields[2]} * * *"
-        from croniter import croniter
-
-        if not croniter.is_valid(self._expr, second_at_beginning=True):
-            raise ScheduleError(f"schedule {text!r} is not valid")
 
     def next_after(self, t: datetime) -> datetime:
         """The first boundary strictly after `t` (an aware datetime in local time)."""
+        from datetime import datetime
+
         from croniter import croniter
 
         it = croniter(self._expr, t, second_at_beginning=True)

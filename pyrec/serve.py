@@ -92,8 +92,14 @@ class Service:
         ticker = threading.Thread(target=self._tick, name="pyrec-tick", daemon=True)
         ticker.start()
         self._threads = [t, ticker]
-        log.info("Record API on http://%s:%d, RTMP on port %d, records under %s",
-                 self.config.host, self.api_port, self.rtmp_port, self.config.record_root)
+        cfg = self.config
+        log.info("configuration: %s", cfg.source or "(none: embedded defaults)")
+        log.info("Record API on http://%s:%d, RTMP on port %d, records under %s, tasks in %s",
+                 cfg.host, self.api_port, self.rtmp_port, os.path.abspath(cfg.record_root),
+                 os.path.abspath(cfg.database))
+        for v in cfg.vhosts.values():
+            for a in v.apps.values():
+                log.info("app %s/%s: files under %s", v.name, a.name, os.path.abspath(a.root))
         return self
 
     def _serve_http(self) -> None:
@@ -120,6 +126,13 @@ class Service:
         self.manager.close()
         for t in self._threads:
             t.join(5)
+        # The loop has ended: a connection it had not yet seen close is closed here, not
+        # left to the garbage collector (a ResourceWarning at some later moment).
+        for channel in list(getattr(self.http, "_map", {}).values()):
+            try:
+                channel.close()
+            except OSError:
+                pass
 
 
 def _remove_empty(path: object) -> None:

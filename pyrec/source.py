@@ -47,8 +47,8 @@ def _select(available: Sequence[SourceTrack], wanted: Sequence[str] | None) -> l
     for w in wanted:
         hits = [t for t in available if t.name == w or str(t.id) == w or t.kind == w]
         if not hits:
-            names = ", ".join(f"{t.id}:{t.name}" for t in available) or "none"
-            raise ValueError(f"track {w!r} is not in the source (it has {names})")
+            names = ", ".join(f"{t.id}:{t.name} ({t.kind})" for t in available) or "none"
+            raise ValueError(f"track {w!r} is not in the source; it has {names}")
         out.extend(h for h in hits if h not in out)
     return sorted(out, key=lambda t: t.id)
 
@@ -124,7 +124,21 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                 done += n
                 if progress is not None and total:
                     progress(done / total)
-    finally:
+    except BaseException:
+        # What stopped the reading (a track not in the source, Ctrl-C, ...) is the error to
+        # report: finishing the files must not replace it (by TRUNCATED for the unread rest).
+        try:
+            src.close()
+        except (_core.PyrecError, OSError, ValueError):
+            pass
+        finally:
+            if sid:
+                try:
+                    src.detach(sid[0])
+                except (_core.PyrecError, OSError, ValueError):
+                    pass
+        raise
+    else:
         try:
             src.close()
         finally:

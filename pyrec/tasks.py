@@ -7,6 +7,7 @@ the ingest server from a thread other than the server's loop thread (the loop th
 us with the server's lock held; taking ours inside it is the one allowed order)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -108,13 +109,14 @@ def parse_spec(body: dict[str, Any], *, is_config: bool = False) -> TaskSpec:
     if schedule is not None:
         try:
             Schedule(schedule)
-        except ScheduleError:
-            raise ApiError(400, "Invalid [schedule] parameter") from None
+        except ScheduleError as e:
+            # OME's message, then what is wrong (the field and the number)
+            raise ApiError(400, f"Invalid [schedule] parameter: {e}") from None
     spec = TaskSpec(id=rid, stream_name=name, is_config=is_config, schedule=schedule)
     if interval is not None:
         spec.interval = _int(interval, "interval")
         if spec.interval < 0:
-            raise _bad("interval", "must be >= 0 milliseconds")
+            raise _bad("interval", "must be >= 0 milliseconds (0: no interval split)")
         if spec.interval == 0:
             spec.interval = None
     variants = stream.get("variantNames")
@@ -175,6 +177,7 @@ class Task:
     recording: LiveRecording | None = None
     stream: LiveStream | None = None
     attaching: bool = False
+    open_failed: bool = False  # the recording being attached could not create its file
     stopping: bool = False
     next_boundary: datetime | None = None
     parked_until: datetime | None = None  # reconnect grace: file kept open until then
@@ -192,8 +195,11 @@ class Task:
                        "variantNames": list(s.variant_names)},
             "isConfig": s.is_config,
         }
+        # OME answers segmentationRule for every API task ("discontinuity" when the request
+        # had none); a task of an auto-record rule shows it when the rule sets it.
+        rule = s.segmentation_rule or (None if s.is_config else "discontinuity")
         for key, val in (("interval", s.interval), ("schedule", s.schedule),
-                         ("segmentationRule", s.segmentation_rule), ("metadata", s.metadata),
+                         ("segmentationRule", rule), ("metadata", s.metadata),
                          ("filePath", s.file_path), ("infoPath", s.info_path)):
             if val:
                 out[key] = val
@@ -312,9 +318,25 @@ class TaskManager:
                     path = self._final_name(task, path, rep.duration_ms)
                     log.warning("task %s: recovered %s after a crash: %s (%s)", task.spec.id,
                                 path, rep.status, rep.message)
-                    task.recovered.append(self._relative(task, path))
-                    task.files += 1
+                    self._recovered_file(task, path, rep.duration_ms)
             self._save(task)
+
+    def _recovered_file(self, task: Task, path: str, duration_ms: int) -> None:
+        """A file finalised after a crash counts like any finished file: the task's totals,
+        its current-file keys and a <file> entry in the info XML (its end = start + what it
+        holds; it was not closed by :stopRecord, so lastSequence is false)."""
+        size = os.path.getsize(path)
+        start = task.start_time
+        end = start + timedelta(milliseconds=duration_ms) if start is not None else None
+        task.recovered.append(self._relative(task, path))
+        task.files += 1
+        task.output_file = self._relative(task, path)
+        task.record_bytes, task.record_time = size, duration_ms
+        task.total_bytes += size
+        task.total_time += duration_ms
+        if end is not None:
+            task.finish_time = end
+        self._append_info(task, path, size, duration_ms, task.sequence or 0, False, start, end)
 
     def _final_name(self, task: Task, path: str, duration_ms: int) -> str:
         """A recovered file still under its temporary name (a ${EndTime} template) gets its
@@ -348,7 +370,7 @@ class TaskManager:
                 task.stopping = False
                 try:
                     rec.stop()
-                except _core.PyrecError as e:
+                except (_core.PyrecError, OSError, ValueError) as e:
                     log.warning("task %s: %s", task.spec.id, e)
         self.store.close()
 
@@ -403,7 +425,7 @@ class TaskManager:
         if rec is not None:
             try:
                 rec.stop()  # the file is finished (info XML written) before we answer
-            except (_core.PyrecError, OSError) as e:
+            except (_core.PyrecError, OSError, ValueError) as e:
                 if task.state != "error":
                     self._fail(task, f"{e}")
         with self._lock:
@@ -482,7 +504,7 @@ class TaskManager:
         if rec is not None:
             try:
                 rec.stop()  # finishes the file (close callbacks run)
-            except _core.PyrecError as e:
+            except (_core.PyrecError, OSError, ValueError) as e:
                 log.warning("task %s: %s", t.spec.id, e)
         with self._lock:
             t.recording = None
@@ -573,6 +595,9 @@ class TaskManager:
             def on_file(f: RecordedFile) -> None:
                 self._file_closed(task, f)
 
+            def on_error(sequence: int, e: BaseException) -> None:
+                self._open_failed(task, sequence, e)
+
             def path_of(seq: int, start_ms: int) -> str:
                 c = PathContext(vhost=ctx.vhost, app=ctx.app, stream=ctx.stream, id=ctx.id,
                                 transaction_id=ctx.transaction_id, sequence=seq,
@@ -583,7 +608,9 @@ class TaskManager:
             sink = FileSink(template if end_named else path_of, context=ctx, clock=self.clock,
                             live=True, on_open=on_open, on_file=on_file, keep_files=False,
                             resolve=(lambda p: str(self._resolve(task, p))) if end_named else None,
-                            sequence_offset=base, unique=True)
+                            sequence_offset=base, unique=True, on_error=on_error)
+            with self._lock:
+                task.open_failed = False
             rec = live.record(sink=sink, track_ids=ids,
                               interval_ms=task.spec.interval or 0,
                               continuity=task.spec.continuity,
@@ -600,9 +627,13 @@ class TaskManager:
             task.attaching = False
             task.recording = rec
             task.stream = live
-            task.state = "recording"
-            task.error = None
+            failed = task.open_failed  # the loop thread may have tried to create the file
+            if not failed:
+                task.state = "recording"
+                task.error = None
             self._save(task)
+        if failed:
+            return
         log.info("task %s/%s/%s: recording %s (tracks %s)", task.vhost, task.app,
                  task.spec.id, live.name, ids)
 
@@ -660,18 +691,38 @@ class TaskManager:
                 task.error = f"{f.error}: {f.error_message or 'write failed'}"
                 log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
             self._save(task)
+        self._append_info(task, f.path, f.bytes, max(0, f.end_ms - f.start_ms), f.sequence, last,
+                          f.start_time, f.end_time)
+
+    def _append_info(self, task: Task, path: str, size: int, duration_ms: int, sequence: int,
+                     last: bool, start: datetime | None, end: datetime | None) -> None:
         try:
-            info = self._info_path(task, f.start_time)
+            info = self._info_path(task, start)
             append_entry(str(info), InfoEntry(
                 transaction_id=task.transaction_id, id=task.spec.id,
                 metadata=task.spec.metadata or "", vhost=task.vhost, app=task.app,
-                stream=task.spec.stream_name, file_path=self._relative(task, f.path),
-                record_bytes=f.bytes, record_time=max(0, f.end_ms - f.start_ms),
-                sequence=f.sequence,
+                stream=task.spec.stream_name, file_path=self._relative(task, path),
+                record_bytes=size, record_time=duration_ms, sequence=sequence,
                 last_sequence=last, created_time=iso_time(task.created) or "",
-                start_time=iso_time(f.start_time) or "", finish_time=iso_time(f.end_time) or ""))
-        except OSError as e:
-            log.error("task %s: cannot write the info file: %s", task.spec.id, e)
+                start_time=iso_time(start) or "", finish_time=iso_time(end) or ""))
+        except (OSError, ApiError, PathEscapeError) as e:
+            msg = e.message if isinstance(e, ApiError) else str(e)
+            log.error("task %s: cannot write the info file: %s", task.spec.id, msg)
+
+    def _open_failed(self, task: Task, sequence: int, e: BaseException) -> None:
+        """A file of the task could not be created: the task is in error with the reason (as
+        for a write failure); its recording writes nothing more, other tasks go on. The task
+        tries again when its stream is next published."""
+        if isinstance(e, OSError) and e.errno:
+            name = errno.errorcode.get(e.errno, f"errno {e.errno}")
+            where = (self._relative(task, os.fsdecode(e.filename)) if e.filename
+                     else f"file {sequence}")
+            reason = f"cannot create {where}: {e.strerror} ({name})"
+        else:
+            reason = f"cannot create file {sequence}: {e}"
+        with self._lock:
+            task.open_failed = True
+        self._fail(task, reason)
 
     def _fail(self, task: Task, reason: str) -> None:
         with self._lock:
@@ -693,7 +744,7 @@ class TaskManager:
                 stats, exc = rec.stats()
             except (KeyError, _core.PyrecError):
                 stats, exc = None, None
-            if exc is not None:  # the recording failed (e.g. its file could not be created)
+            if exc is not None and task.state != "error":  # the recording failed
                 self._fail(task, f"{exc}")
             if stats and stats.get("file"):
                 f = stats["file"]

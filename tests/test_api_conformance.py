@@ -1,4 +1,4 @@
-"""Record API conformance (spec/record-api.md): table-driven through falcon's TestClient over the
+"""Record API conformance (docs/record-api.md): table-driven through falcon's TestClient over the
 real TaskManager, plus one real waitress server on loopback. Every response any test receives is
 validated against the OpenAPI description the package ships (pyrec/openapi.json)."""
 
@@ -391,11 +391,17 @@ START_ERRORS = [
     ("interval and schedule", {"id": "a", "stream": S, "interval": 60000, "schedule": "0 */1 *"},
      400, "[Interval] and [Schedule] cannot be used at the same time"),
     ("bad schedule", {"id": "a", "stream": S, "schedule": "every minute"}, 400,
-     "Invalid [schedule] parameter"),
+     "Invalid [schedule] parameter: 'every minute' must have 3 fields: seconds minutes hours"),
     ("schedule with two fields", {"id": "a", "stream": S, "schedule": "0 */1"}, 400,
-     "Invalid [schedule] parameter"),
+     "Invalid [schedule] parameter: '0 */1' must have 3 fields: seconds minutes hours"),
+    ("schedule step past the hours", {"id": "a", "stream": S, "schedule": "0 0 */25"}, 400,
+     "Invalid [schedule] parameter: hours field '*/25': step 25 is outside 1-23"),
+    ("schedule range backwards", {"id": "a", "stream": S, "schedule": "0 50-10 *"}, 400,
+     "Invalid [schedule] parameter: minutes field '50-10': range 50-10 runs backwards"),
+    ("negative interval", {"id": "a", "stream": S, "interval": -5}, 400,
+     "Invalid [interval] parameter: must be >= 0 milliseconds (0: no interval split)"),
     ("schedule out of range", {"id": "a", "stream": S, "schedule": "61 * *"}, 400,
-     "Invalid [schedule] parameter"),
+     "Invalid [schedule] parameter: seconds field '61': 61 is outside 0-59"),
     # precedence when several problems come at once
     ("missing beats interval+schedule", {"stream": S, "interval": 1000, "schedule": "bad"}, 400,
      "There is no required parameter [ id]"),
@@ -405,7 +411,7 @@ START_ERRORS = [
     ("missing beats duplicate", {"id": "dup"}, 400,
      "There is no required parameter [ stream.name]"),
     ("bad schedule beats duplicate", {"id": "dup", "stream": S, "schedule": "bad"}, 400,
-     "Invalid [schedule] parameter"),
+     "Invalid [schedule] parameter: 'bad' must have 3 fields: seconds minutes hours"),
     ("interval+schedule beats duplicate", {"id": "dup", "stream": S, "interval": 1000,
                                            "schedule": "0 */1 *"}, 400,
      "[Interval] and [Schedule] cannot be used at the same time"),
@@ -455,6 +461,41 @@ def test_start_record_wrong_types(api, fields, word):
     assert api.records() == []
 
 
+# Boundary values of every constrained field: the server and the OpenAPI request schema give
+# the same verdict on each (the fuzzer in test_api_fuzz.py checks the same on random bodies).
+AGREEMENT = [
+    # (fields, accepted)
+    ({"interval": 0}, True), ({"interval": 1}, True), ({"interval": -1}, False),
+    ({"interval": -5}, False), ({"interval": 60000.0}, True), ({"interval": 0.5}, False),
+    ({"schedule": "0 0 0"}, True), ({"schedule": "59 59 23"}, True),
+    ({"schedule": "60 0 0"}, False), ({"schedule": "0 60 0"}, False),
+    ({"schedule": "0 0 24"}, False), ({"schedule": "0 0 */23"}, True),
+    ({"schedule": "0 0 */24"}, False), ({"schedule": "0 0 */25"}, False),
+    ({"schedule": "*/59 * *"}, True), ({"schedule": "*/60 * *"}, False),
+    ({"schedule": "*/0 * *"}, False), ({"schedule": "0-59/15 0,30 9-17"}, True),
+    ({"schedule": "0 0-60 *"}, False), ({"schedule": "0 0 1-24"}, False),
+    ({"schedule": "0,61 * *"}, False), ({"schedule": " 0  */5  * "}, True),
+    ({"schedule": "0 */5"}, False), ({"schedule": "0 0 0 0"}, False),
+    ({"schedule": "\u0663 * *"}, False), ({"schedule": "-1 * *"}, False),
+    ({"schedule": "1-2-3 * *"}, False), ({"schedule": ""}, False),
+    ({"segmentationRule": "continuity"}, True), ({"segmentationRule": "Continuity"}, False),
+    ({"filePath": "${Stream}.mp4"}, True), ({"filePath": "x.M4A"}, True),
+    ({"filePath": "x.m4v"}, True), ({"filePath": ""}, True),
+    ({"filePath": "x.ts"}, False), ({"filePath": "x.mp4/"}, False),
+    ({"filePath": "${Stream}"}, False), ({"infoPath": "${Stream}.xml"}, True),
+]
+
+
+@pytest.mark.parametrize("fields,accepted", AGREEMENT,
+                         ids=[json.dumps(c[0]) for c in AGREEMENT])
+def test_openapi_schema_and_server_agree(api, fields, accepted):
+    body = {"id": "a", "stream": {"name": "s"}, **fields}
+    r = api.post(START, body)
+    assert (r.status_code == 200) == accepted, r.text
+    assert (not schema_errors(body, {"$ref": "#/components/schemas/StartRecordRequest"})) \
+        == accepted
+
+
 @pytest.mark.parametrize("fields", [{"filePath": "../escape.mp4"}, {"infoPath": "../../x.xml"},
                                     {"filePath": "a/../../escape.mp4"},
                                     {"filePath": "${Stream}.avi"}])
@@ -478,6 +519,10 @@ def test_start_record_success(api):
         "id": "rec1", "vhost": "default", "app": "app", "state": "ready", "isConfig": False,
         "stream": {"name": "stream", "trackIds": [], "variantNames": []}}
     assert TIME_RE.match(task["createdTime"]), task["createdTime"]
+    assert task["segmentationRule"] == "discontinuity"  # OME's default, always answered
+    for where in (ok(api.post(RECORDS, {"id": "rec1"}))[0],
+                  ok(api.post(STOP, {"id": "rec1"}))):
+        assert where["segmentationRule"] == "discontinuity"
     for absent in ("interval", "schedule", "metadata", "sequence", "startTime", "finishTime",
                    "recordBytes", "totalRecordBytes", "outputFilePath"):
         assert absent not in task  # empty/zero keys are omitted, as OME does

@@ -133,6 +133,10 @@ def test_record_mp4_source_through_pyav(clips, tmp_path):
     (["{flv}", "-o", "{out}", "--segmentation-rule", "sideways"], ["segmentation"]),
     (["{flv}", "-o", "{out}", "--tracks", "bypass_subtitles"], ["bypass_subtitles"]),
     (["{flv}", "-o", "{out}", "--interval", "-5"], ["interval"]),
+    (["{flv}", "-o", "{out}", "--schedule", "0 0 */25"],
+     ["--schedule: hours field '*/25': step 25 is outside 1-23"]),
+    (["{flv}", "-o", "{out}", "--schedule", "0 61 *"],
+     ["--schedule: minutes field '61': 61 is outside 0-59"]),
 ])
 def test_cli_errors_are_clear(flv6, tmp_path, args, words):
     noise = tmp_path / "noise.flv"
@@ -144,3 +148,71 @@ def test_cli_errors_are_clear(flv6, tmp_path, args, words):
     err = r.stderr.lower()
     assert "traceback" not in err, r.stderr
     assert any(w in err for w in words), f"none of {words} in stderr: {r.stderr!r}"
+
+
+# --- what a new user hit (issue 8, section 5) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def big_flv(tmp_path_factory):
+    """An FLV larger than the reader's 1 MiB read, so an error found in the first read leaves
+    input unread (lossless x264)."""
+    path = tmp_path_factory.mktemp("big") / "big.flv"
+    media.make_flv_cli(path, seconds=2.0, size="854x480", extra=("-qp", "0"))
+    assert path.stat().st_size > (1 << 20) + 65536
+    return path
+
+
+@pytest.mark.parametrize("track", ["subtitles", "2", "bypass_data"])
+def test_track_not_in_the_source_is_reported_as_such(big_flv, tmp_path, track):
+    r = run_cli(str(big_flv), "-o", str(tmp_path / "t_${Sequence}.mp4"), "--tracks", track)
+    assert r.returncode == 1
+    assert r.stderr == (f"pyrec: error: track {track!r} is not in the source; it has "
+                        "0:bypass_video (video), 1:bypass_audio (audio)\n")
+    assert list(tmp_path.glob("*.mp4")) == []
+
+
+def test_missing_input_says_no_such_file(tmp_path):
+    missing = tmp_path / "missing.flv"
+    r = run_cli(str(missing), "-o", str(tmp_path / "x.mp4"))
+    assert (r.returncode, r.stderr) == (1, f"pyrec: error: {missing}: No such file or directory\n")
+
+
+def test_split_without_sequence_numbers_the_files_like_the_server(flv6, tmp_path):
+    """out.mp4, out-1.mp4, out-2.mp4 (the server's rule for a taken name), every packet kept;
+    a second run with --overwrite replaces the same names instead of adding new ones."""
+    for extra in ([], ["--overwrite"]):
+        r = run_cli(str(flv6.path), "-o", str(tmp_path / "out.mp4"), "--interval", "2000",
+                    "-q", *extra)
+        assert r.returncode == 0, r.stderr
+        names = sorted(p.name for p in tmp_path.glob("*.mp4"))
+        assert names == ["out-1.mp4", "out-2.mp4", "out.mp4"], names
+        paths = [tmp_path / "out.mp4", tmp_path / "out-1.mp4", tmp_path / "out-2.mp4"]
+        _check_all_packets(flv6, paths, flv6.streams)
+    # Without --overwrite the existing first name is refused, nothing is replaced.
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.mp4")}
+    r = run_cli(str(flv6.path), "-o", str(tmp_path / "out.mp4"), "--interval", "2000")
+    assert r.returncode == 1 and "output file exists" in r.stderr, r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.mp4")} == before
+
+
+def test_transaction_id_is_generated(flv6, tmp_path):
+    ids = []
+    for run in ("a", "b"):
+        r = run_cli(str(flv6.path), "-o", str(tmp_path / f"{run}_${{TransactionId}}_${{Sequence}}.mp4"),
+                    "--interval", "3000", "-q")
+        assert r.returncode == 0, r.stderr
+        names = sorted(p.name for p in tmp_path.glob(f"{run}_*.mp4"))
+        assert len(names) == 2, names
+        txn = {n.split("_")[1] for n in names}
+        assert len(txn) == 1, names  # one id per recording, in every file's name
+        [t] = txn
+        assert len(t) == 16 and t.isalnum() and t.isascii(), t
+        ids.append(t)
+    assert ids[0] != ids[1]
+
+
+def test_version():
+    from importlib.metadata import version
+    r = subprocess.run([sys.executable, "-m", "pyrec", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, f"pyrec {version('pyrec')}\n")

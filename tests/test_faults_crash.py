@@ -10,9 +10,12 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 
 import boxes
@@ -145,6 +148,12 @@ def test_kill_9_while_recording_then_restart(tmp_path):
             # still being received) before the kill
             seen = before[f"t{i}"].get("totalRecordTime", 0) / 1000
             assert total >= seen - PART_MS / 1000 - 0.2, (i, total, seen)
+            # Every file on disk, the recovered one too, is in the info XML and the totals.
+            info = ET.parse(root / "default" / "app" / f"s{i}" / f"t{i}.xml").getroot()
+            listed = sorted(e.findtext("filePath") for e in info.iter("file"))
+            assert listed == sorted(f"s{i}/{p.name}" for p in paths), (listed, paths)
+            assert tasks[f"t{i}"]["totalRecordBytes"] == sum(p.stat().st_size for p in paths)
+            assert tasks[f"t{i}"]["files"] == len(paths)
         # Publishers reconnect: tasks resume with the next sequence.
         p = publish(rtmp_port, "s0", 2)
         assert p.wait(30) == 0
@@ -206,7 +215,23 @@ def test_kill_9_with_end_time_template_gets_final_name(tmp_path):
         assert name.startswith("e_") and t["recoveredFiles"] == [name]
         start, stop = name[2:-4].split("-")
         assert stop >= start
-        media_seconds(files[0])
+        seconds = media_seconds(files[0])
+        # The recovered file counts like any finished file: the task's totals and current
+        # file, and a <file> entry in the info XML (created like the media files: 0644).
+        size = files[0].stat().st_size
+        assert (t["totalRecordBytes"], t["recordBytes"], t["outputFilePath"]) == (size, size, name)
+        assert abs(t["totalRecordTime"] - seconds * 1000) <= 1 and t["files"] == 1, t
+        info = root / "default" / "app" / "cam" / "e.xml"
+        assert stat.S_IMODE(info.stat().st_mode) == stat.S_IMODE(files[0].stat().st_mode)
+        [entry] = ET.parse(info).getroot().iter("file")
+        assert entry.findtext("filePath") == name
+        assert int(entry.findtext("recordBytes")) == size
+        assert int(entry.findtext("recordTime")) == t["totalRecordTime"]
+        assert (entry.findtext("sequence"), entry.findtext("lastSequence")) == ("0", "false")
+        assert entry.findtext("startTime") == t["startTime"]
+        took = (datetime.fromisoformat(entry.findtext("finishTime"))
+                - datetime.fromisoformat(t["startTime"]))
+        assert abs(took.total_seconds() * 1000 - t["totalRecordTime"]) <= 1
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -34,6 +34,34 @@ def test_invalid_schedules(text):
         Schedule(text)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("0 0 */25", "hours field '*/25': step 25 is outside 1-23"),
+    ("0 0 */24", "hours field '*/24': step 24 is outside 1-23"),
+    ("*/60 * *", "seconds field '*/60': step 60 is outside 1-59"),
+    ("0 */0 *", "minutes field '*/0': step 0 is outside 1-59"),
+    ("0,61 * *", "seconds field '0,61': 61 is outside 0-59"),
+    ("0 0-60 *", "minutes field '0-60': 60 is outside 0-59"),
+    ("0 0 9-24", "hours field '9-24': 24 is outside 0-23"),
+    ("0 50-10 *", "minutes field '50-10': range 50-10 runs backwards"),
+    ("0 0 x", "hours field 'x': 'x' is not *, N, N-M, */S, N-M/S or a comma-separated list"),
+    ("0 0", "'0 0' must have 3 fields: seconds minutes hours"),
+])
+def test_schedule_range_messages(text, message):
+    """Every number is checked against its field (seconds/minutes 0-59, hours 0-23), and the
+    message names the field and the number."""
+    with pytest.raises(ScheduleError) as e:
+        Schedule(text)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["59 59 23", "0 0 */23", "*/59 */59 *", "0-59/15 0,30 9-17",
+                                  "5/10 * *", "00 05 07"])
+def test_range_edges_accepted(text):
+    """The highest values and steps of each field are valid, and croniter evaluates them."""
+    nxt = Schedule(text).next_after(T0)
+    assert T0 < nxt <= T0 + timedelta(days=1)
+
+
 def test_schedule_split_with_injected_clock(clips, out_dir):
     """Media time 0 is 10:00:00.500 on the injected clock; "*/2 * *" splits at every even
     second: boundaries at media 1.5, then (after the 2 s keyframe) 3.5 s -> 4 s, 5.5 -> 6 s,

@@ -927,6 +927,7 @@ def test_auto_record_rule_from_toml(service, publish, clip3, tmp_path):
     t = run.api.wait_state("auto1", "ready")
     assert [x["id"] for x in run.api.records()] == ["auto1"]  # "manual1" matches no rule
     assert t["isConfig"] is True and t["interval"] == 1000
+    assert "segmentationRule" not in t  # a rule's task shows it only when the rule sets it
     assert t["stream"]["name"] == "auto1"
     files = by_sequence(mp4_files(run.root, "default/app/auto1"))
     assert len(files) == 3, [f.name for f in files]
