@@ -157,6 +157,9 @@ static pyrec_track_desc adesc(void) {
   return d;
 }
 
+/* The tests of the fragmented finish (mfra) open the writer with this. */
+static const pyrec_mp4w_opts FRAG = {.finish = PYREC_FINISH_FRAGMENTED};
+
 static int vwrite(pyrec_mp4w *w, unsigned t, int64_t dts, int32_t cto, int key) {
   return pyrec_mp4w_write(w, t, dts, cto, key ? PYREC_SAMPLE_KEY : 0, key ? KEY : NONKEY, 6);
 }
@@ -243,7 +246,7 @@ static void test_init_and_fragment(void) {
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w *w;
   pyrec_errinfo err;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, NULL, &err), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &FRAG, &err), 0);
   CHECK_EQ(vwrite(w, 0, 0, 40, 1), 0);
   CHECK_EQ(vwrite(w, 0, 40, -20, 0), 0);
   CHECK_EQ(vwrite(w, 0, 80, 0, 0), 0);
@@ -266,7 +269,8 @@ static void test_init_and_fragment(void) {
   CHECK(ftyp && moov && moof && mdat);
   if (ftyp && moov && moof && mdat) {
     CHECK_EQ(ftyp->off, 0);
-    CHECK_EQ(moov->off, ftyp->size);
+    CHECK_EQ(moov->off, ftyp->size + 8); /* the reserved free box */
+    CHECK(hex_eq(f->data + ftyp->size, 8, "00000008 66726565"));
     CHECK_EQ(moof->off, moov->off + moov->size);
     CHECK_EQ(mdat->off, moof->off + moof->size);
     CHECK_EQ(count(f, "trak"), 1);
@@ -330,6 +334,7 @@ static void test_part_duration(void) {
   int fd = tmpfd();
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w_opts o = {0};
+  o.finish = PYREC_FINISH_FRAGMENTED;
   o.part_duration_ms = 1000;
   pyrec_mp4w *w;
   CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
@@ -379,7 +384,7 @@ static void test_av_finish_mfra(void) {
   int fd = tmpfd();
   pyrec_track_desc d[2] = {vdesc(90000), adesc()};
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   CHECK_EQ(pyrec_mp4w_set_edit(w, 0, 6000), 0); /* presentation starts at video pts 6000 */
   int v = 0, a = 0;
   while (v < 90 || a < 130) { /* 3 s of 30 fps video and 1024-sample AAC, in time order */
@@ -480,6 +485,7 @@ static void test_index_cap(void) {
   int fd = tmpfd();
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w_opts o = {0};
+  o.finish = PYREC_FINISH_FRAGMENTED;
   o.max_index_entries = 4;
   pyrec_mp4w *w;
   CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
@@ -511,7 +517,7 @@ static void test_invalid_input(void) {
   int fd = tmpfd();
   pyrec_track_desc d[2] = {vdesc(1000), adesc()};
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   CHECK_EQ(vwrite(w, 0, 100, 0, 1), 0);
   CHECK_EQ(vwrite(w, 0, 50, 0, 0), PYREC_E_INVAL);
   CHECK(strstr(pyrec_mp4w_error(w)->msg, "track 0") && strstr(pyrec_mp4w_error(w)->msg, "50"));
@@ -556,7 +562,7 @@ static void test_skipped_track(void) {
   d[0].config = NULL;
   d[0].config_len = 0;
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   for (int i = 0; i < 50; i++)
     CHECK_EQ(pyrec_mp4w_write(w, 1, i * 1024, 0, 0, AUD, sizeof AUD), 0);
   const pyrec_mp4w_stats *st = pyrec_mp4w_get_stats(w);

@@ -21,6 +21,7 @@ typedef struct pyrec_rec_opts {
   int64_t jump_threshold_ms; /* DTS steps beyond this re-anchor; 0 = 10000, < 0 = off */
   uint32_t interleave_ms;    /* max wait for a silent track before releasing others; 0 = 1000 */
   uint32_t max_fragment_bytes; /* passed to the writer */
+  int finish;                /* passed to the writer: PYREC_FINISH_HYBRID (0) or _FRAGMENTED */
 } pyrec_rec_opts;
 
 /* What a finished (or failed) file looked like. Times in ms of the recording's media clock:
