@@ -61,6 +61,7 @@ cdef extern from "pyrec/rec.h" nogil:
         int64_t jump_threshold_ms
         uint32_t interleave_ms
         uint32_t max_fragment_bytes
+        int finish
     ctypedef struct pyrec_rec_file:
         uint32_t sequence
         int fd

@@ -119,6 +119,10 @@ cdef void _rec_opts(pyrec_rec_opts *o, dict kw):
     o.jump_threshold_ms = kw.get("jump_threshold_ms", 10000)
     o.interleave_ms = kw.get("interleave_ms", 1000)
     o.max_fragment_bytes = kw.get("max_fragment_bytes", 0)
+    finish = kw.get("finish", "hybrid")
+    if finish not in ("hybrid", "fragmented"):
+        raise ValueError(f"finish must be 'hybrid' or 'fragmented', got {finish!r}")
+    o.finish = 1 if finish == "fragmented" else 0
 
 
 cdef dict _stats_dict(const pyrec_rec_stats *s):

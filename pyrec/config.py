@@ -42,6 +42,7 @@ class AppConfig:
     video_name: str = DEFAULT_VIDEO_NAME
     audio_name: str = DEFAULT_AUDIO_NAME
     auto_record: list[AutoRecordRule] = field(default_factory=list)
+    finish: str = "hybrid"  # or "fragmented" (see pyrec.recorder.FINISH_MODES)
 
 
 @dataclass
@@ -90,6 +91,13 @@ def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any
     v = d.get(key, default)
     if v is not default and not isinstance(v, typ):
         raise ConfigError(f"{where}.{key}: expected {getattr(typ, '__name__', typ)}, got {v!r}")
+    return v
+
+
+def _finish(adata: dict[str, Any], where: str) -> str:
+    v = _get(adata, "finish", str, "hybrid", where)
+    if v not in ("hybrid", "fragmented"):
+        raise ConfigError(f"{where}.finish: expected \"hybrid\" or \"fragmented\", got {v!r}")
     return v
 
 
@@ -143,7 +151,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
                 aname, root, _get(adata, "file_path", str, DEFAULT_FILE_TEMPLATE, aw),
                 _get(adata, "info_path", str, DEFAULT_INFO_TEMPLATE, aw),
                 tracks.get("video", DEFAULT_VIDEO_NAME), tracks.get("audio", DEFAULT_AUDIO_NAME),
-                rules)
+                rules, _finish(adata, aw))
         cfg.vhosts[vname] = v
     if not cfg.access_token and not cfg.no_auth:
         cfg.access_token = f"pyrec:{secrets.token_urlsafe(18)}"

@@ -18,9 +18,13 @@ from pyrec.paths import PathContext, expand, has_end_time
 from pyrec.schedule import Schedule
 from pyrec.tracks import TrackSpec
 
-__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "rename_no_replace"]
+__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "FINISH_MODES",
+           "rename_no_replace"]
 
 SEGMENTATION_RULES = ("discontinuity", "continuity")
+# How a file is finished: "hybrid" also makes it a progressive MP4 (moov with every sample
+# after the fragments, one mdat over them); "fragmented" keeps fMP4 with an mfra index.
+FINISH_MODES = ("hybrid", "fragmented")
 
 Output = str | os.PathLike[str] | Callable[[int, int], str]
 
@@ -219,6 +223,8 @@ class Recorder:
     ${EndTime:FORMAT}, ...) or a callable (sequence, start_ms) -> path.
     Splits: `interval_ms` (media time) or `schedule` ("S M H", wall clock of the media) or
     split(); always at the next keyframe of the first video track.
+    finish: "hybrid" (default: a finished file is also a progressive MP4 with a complete
+    moov) or "fragmented" (a finished file stays fMP4, with an mfra index).
     """
 
     def __init__(self, tracks: Sequence[TrackSpec], output: Output, *,
@@ -228,11 +234,14 @@ class Recorder:
                  jump_threshold_ms: int = 10000, interleave_ms: int = 1000,
                  context: PathContext | None = None, overwrite: bool = False,
                  clock: Callable[[], datetime] = _now,
-                 on_file: Callable[[RecordedFile], None] | None = None) -> None:
+                 on_file: Callable[[RecordedFile], None] | None = None,
+                 finish: str = "hybrid") -> None:
         if segmentation not in SEGMENTATION_RULES:
             raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}, got {segmentation!r}")
         if interval_ms and schedule:
             raise ValueError("interval and schedule cannot be used at the same time")
+        if finish not in FINISH_MODES:
+            raise ValueError(f"finish must be one of {FINISH_MODES}, got {finish!r}")
         if interval_ms < 0 or part_duration_ms <= 0:
             raise ValueError("interval_ms must be >= 0 and part_duration_ms > 0")
         self.tracks = list(tracks)
@@ -243,7 +252,7 @@ class Recorder:
             [t.as_core() for t in self.tracks], self._open, self.sink.close,
             part_duration_ms=part_duration_ms, continuity=segmentation == "continuity",
             interval_ms=interval_ms, wrap_bits=wrap_bits, jump_threshold_ms=jump_threshold_ms,
-            interleave_ms=interleave_ms)
+            interleave_ms=interleave_ms, finish=finish)
         self._closed = False
 
     def _open(self, sequence: int, start_ms: int) -> int:

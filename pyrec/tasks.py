@@ -587,7 +587,8 @@ class TaskManager:
             rec = live.record(sink=sink, track_ids=ids,
                               interval_ms=task.spec.interval or 0,
                               continuity=task.spec.continuity,
-                              part_duration_ms=self.config.part_duration_ms)
+                              part_duration_ms=self.config.part_duration_ms,
+                              finish=appcfg.finish)
         except (_core.PyrecError, ApiError, OSError, ValueError) as e:
             with self._lock:
                 task.attaching = False
