@@ -5,15 +5,22 @@
  *
  * The initial moov is copied box by box, except:
  *   - mvex is dropped (the file is no longer fragmented for a reader of this moov);
- *   - mvhd, tkhd and mdhd get their true durations;
+ *   - mvhd, tkhd and mdhd get their true durations; the movie timescale becomes the least
+ *     common multiple of the track timescales when it fits 32 bits (else it is kept), so
+ *     that empty edits, which delay a track's start, are exact and tracks stay aligned to
+ *     the sample, as the fragments' decode times have them;
  *   - each trak's edts is rewritten: in the fragments a sample's presentation time is
  *     dts + cto - media_time (media_time from the initial edit list, 0 without one), where
  *     dts starts at the first tfdt F. In the sample table the first dts is 0, and composition
  *     offsets are written non-negative (ctts version 0, the form every reader knows) by
- *     adding shift = -min(cto) when some are negative. So the edit starts at
- *     E = media_time + shift - F of the new media timeline; E < 0 (a track starting after
- *     the movie start) becomes an empty edit of -E followed by an edit at media time 0.
- *     Without an initial edit and with E = 0 no edts is written;
+ *     adding shift = -min(cto) when some are negative. So presentation time 0 is media time
+ *     E = media_time + shift - F of the new media timeline. The media edit starts at
+ *     max(E, C0), C0 being the earliest composition time of the track's samples, and an
+ *     empty edit fills the presentation before it (a track starting after the movie
+ *     start). Starting the edit on the first presented sample, not before it, keeps readers
+ *     that align the first frame with the start of the edit (FFmpeg) on the same times as
+ *     those that follow the letter of the edit list (GStreamer). Without an initial edit and
+ *     with E = 0 no edts is written;
  *   - each stbl keeps its stsd (and any box it does not rebuild) and gets stts, ctts (when
  *     some offset is not 0), stss (when some sample is not sync), stsc, stsz and stco, or
  *     co64 when a chunk offset passes 4 GiB.
@@ -145,6 +152,7 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
   int64_t first = 0;
   int64_t min_cto = 0;
   uint64_t dur = 0;
+  int64_t min_cts = INT64_MAX; /* earliest dts + cto (before the shift) */
   if (t) {
     uint64_t chunked = 0;
     for (size_t i = 0; i < t->nchunks; i++)
@@ -155,9 +163,12 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
                           tp->track_id, (unsigned long long)chunked, t->nsamples);
     first = t->first_dts;
     for (size_t i = 0; i < t->nsamples; i++) {
+      int64_t c = t->cto ? t->cto[i] : 0;
+      if ((int64_t)dur + c < min_cts)
+        min_cts = (int64_t)dur + c;
       dur += t->duration[i];
-      if (t->cto && t->cto[i] < min_cto)
-        min_cto = t->cto[i];
+      if (c < min_cto)
+        min_cto = c;
     }
   }
   tp->shift = -min_cto;
@@ -172,12 +183,14 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
     tp->tkhd_dur = 0;
     return 0;
   }
-  int64_t p_start = e < 0 ? -e : 0;
+  int64_t c0 = min_cts + tp->shift; /* >= 0 */
+  int64_t m_start = e > c0 ? e : c0;
+  int64_t p_start = m_start - e;
   uint64_t seg = p_end > p_start ? (uint64_t)(p_end - p_start) : 0;
-  if (e < 0)
-    tp->empty_movie = rescale((uint64_t)-e, mts, tp->timescale);
   if (e != 0 || tp->has_edit) {
-    tp->edit_media_time = e > 0 ? e : 0;
+    if (p_start > 0)
+      tp->empty_movie = rescale((uint64_t)p_start, mts, tp->timescale);
+    tp->edit_media_time = m_start;
     tp->edit_movie = rescale(seg, mts, tp->timescale);
   }
   tp->tkhd_dur = tp->edit_media_time >= 0 ? tp->empty_movie + tp->edit_movie
@@ -474,6 +487,18 @@ int pyrec_mp4_progressive_moov(pyrec_buf *out, const uint8_t *moov, size_t len,
   }
   if (mts == 0)
     return bad(err, "no mvhd (or a zero timescale)");
+  uint64_t lcm = 1;
+  for (unsigned k = 0; k < ntrak && lcm <= UINT32_MAX; k++) {
+    uint64_t a = lcm, b = plan[k].timescale;
+    while (b) {
+      uint64_t r = a % b;
+      a = b;
+      b = r;
+    }
+    lcm = lcm / a * plan[k].timescale;
+  }
+  if (ntrak > 0 && lcm <= UINT32_MAX)
+    mts = (uint32_t)lcm;
   for (unsigned i = 0; i < ntables; i++) {
     unsigned k = 0;
     while (k < ntrak && plan[k].track_id != tables[i].track_id)
@@ -499,8 +524,12 @@ int pyrec_mp4_progressive_moov(pyrec_buf *out, const uint8_t *moov, size_t len,
   for (const uint8_t *q = p; q < end; q += c.size) {
     (void)next_child(q, end, &c); /* checked above */
     int rc = 0;
-    if (is_type(&c, "mvhd"))
+    if (is_type(&c, "mvhd")) {
+      size_t at = out->len;
       copy_with_duration(out, &c, 24, 16, movie);
+      if (!out->oom) /* the timescale: checked long enough above */
+        pyrec_buf_set_u32(out, at + c.hdr + (c.p[c.hdr] == 1 ? 20 : 12), mts);
+    }
     else if (is_type(&c, "trak"))
       rc = put_trak(out, &c, &plan[k++], err);
     else if (!is_type(&c, "mvex"))

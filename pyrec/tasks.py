@@ -31,6 +31,7 @@ from pyrec.store import TaskStore
 __all__ = ["TaskManager", "Task", "TaskSpec", "iso_time"]
 
 log = logging.getLogger("pyrec.tasks")
+_FINISH_RETRY_S = 2.0  # how often a file cut short by a full disk is tried again
 
 Clock = Callable[[], datetime]
 _EXTENSIONS = (".mp4", ".m4v", ".m4a")
@@ -266,6 +267,9 @@ class TaskManager:
         self.ingest: IngestServer | None = None
         self._lock = threading.RLock()
         self._tasks: dict[tuple[str, str], dict[str, Task]] = {}
+        # files cut short by a write error (a full disk): path -> (finish, next try, task id);
+        # finished by tick() as soon as the disk has room, else at the next start-up
+        self._unfinished: dict[str, tuple[str, float, str]] = {}
         for vhost, app, _id, data in self.store.load():
             try:
                 task = Task.restore(vhost, app, data)
@@ -299,8 +303,9 @@ class TaskManager:
             path = task.open_path
             task.open_path = None
             if os.path.exists(path):
+                appcfg = self.config.app(task.vhost, task.app)
                 try:
-                    rep = repair.repair(path)
+                    rep = repair.repair(path, finish=appcfg.finish if appcfg else "hybrid")
                 except OSError as e:
                     log.error("task %s: cannot finalise %s: %s", task.spec.id, path, e)
                     continue
@@ -350,7 +355,37 @@ class TaskManager:
                     rec.stop()
                 except _core.PyrecError as e:
                     log.warning("task %s: %s", task.spec.id, e)
+        self._finish_unfinished(force=True)
         self.store.close()
+
+    def _finish_unfinished(self, *, force: bool = False) -> None:
+        """Finish the files a write error cut short (whole fragments, no index) once the disk
+        has room; a file that still cannot be finished is retried every few seconds, and the
+        start-up scan finishes whatever is left."""
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            due = [(p, v) for p, v in self._unfinished.items() if force or now >= v[1]]
+        if not due:
+            return
+        from pyrec import repair
+
+        for path, (finish, _, tid) in due:
+            try:
+                rep = repair.repair(path, finish=finish)
+            except FileNotFoundError:
+                rep = None
+            except OSError as e:  # still no room (or another write error): later
+                with self._lock:
+                    self._unfinished[path] = (finish, now + _FINISH_RETRY_S, tid)
+                log.debug("task %s: %s not finished yet: %s", tid, path, e)
+                continue
+            with self._lock:
+                self._unfinished.pop(path, None)
+            if rep is not None and rep.status == repair.REPAIRED:
+                log.warning("task %s: finished %s, cut short by a write error: %s", tid, path,
+                            rep.message)
 
     # ---- the Record API --------------------------------------------------------------
 
@@ -660,6 +695,10 @@ class TaskManager:
                 task.state = "error"
                 task.error = f"{f.error}: {f.error_message or 'write failed'}"
                 log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
+                if f.bytes:  # whole fragments, no index: finish it when the disk has room
+                    appcfg = self.config.app(task.vhost, task.app)
+                    self._unfinished[f.path] = (appcfg.finish if appcfg else "hybrid", 0.0,
+                                                task.spec.id)
             self._save(task)
         try:
             info = self._info_path(task, f.start_time)
@@ -744,3 +783,5 @@ class TaskManager:
             log.info("task %s/%s/%s: %s did not return within the grace period", t.vhost, t.app,
                      t.spec.id, t.spec.stream_name)
             self._discard_parked(t)
+        if self._unfinished:
+            self._finish_unfinished()

@@ -805,6 +805,9 @@ static void test_progressive_edits(void) {
       {"edit 20, starts at 46: empty edit first", 20, 46, 0, 0, 2, 26, 0, 80, 0},
       {"negative offsets shift ctts and the edit", -1, 0, 0, -30, 1, 0, 30, 80, 30},
       {"edit 0 kept", 0, 0, 0, 0, 1, 0, 0, 80, 0},
+      /* a later file of a continuous split: no edit, starts at 2000 with B-frames; the
+       * media edit starts at the earliest composition time (40: sample 2), not before */
+      {"no edit, starts at 2000, first cto 67", -1, 2000, 67, 0, 2, 2040, 40, 40, 67},
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
     size_t mlen = init_moov(moov, sizeof moov, rows[i].media_time);
@@ -989,8 +992,9 @@ static void test_hybrid_finish(void) {
     }
     CHECK(hex_eq(h->data + find(h, "stss", 0)->off, 28,
                  "0000001c 73747373 00000000 00000003 00000001 0000001f 0000003d"));
-    /* durations: video 90 x 3000, edit from 6000 -> 2933 ms; audio starts at 2048 of
-     * 44100 Hz (46 ms, an empty edit) and lasts 130 frames; movie = the longest */
+    /* durations: video 90 x 3000, edit from 6000 -> 2.9333 s; audio starts at 2048 of
+     * 44100 Hz (an empty edit) and lasts 130 frames; movie = the longest, in the least
+     * common multiple of 90000 and 44100 (4410000), so every edit is exact */
     const box *mvhd = find(h, "mvhd", 0), *md0 = find(h, "mdhd", 0), *md1 = find(h, "mdhd", 1);
     const box *el0 = find(h, "elst", 0), *el1 = find(h, "elst", 1);
     CHECK(mvhd && md0 && md1 && el0 && el1);
@@ -998,16 +1002,17 @@ static void test_hybrid_finish(void) {
       CHECK_EQ(rd64(h->data + md0->off + 32), 270000);
       CHECK_EQ(rd64(h->data + md1->off + 32), 133120);
       CHECK_EQ(pyrec_rd32(h->data + el0->off + 12), 1);
-      CHECK_EQ(rd64(h->data + el0->off + 16), 2933);
+      CHECK_EQ(pyrec_rd32(h->data + mvhd->off + 28), 4410000);
+      CHECK_EQ(rd64(h->data + el0->off + 16), 264000 * 49);
       CHECK_EQ(rd64(h->data + el0->off + 24), 6000);
-      /* audio (no edit) presents from its first dts, 2048/44100 s: an empty edit of 46 ms,
-       * then its 130 frames from media time 0 (3018 ms) */
+      /* audio (no edit) presents from its first dts, 2048/44100 s: an empty edit of that,
+       * then its 130 frames from media time 0 */
       CHECK_EQ(pyrec_rd32(h->data + el1->off + 12), 2);
-      CHECK_EQ(rd64(h->data + el1->off + 16), 46);
+      CHECK_EQ(rd64(h->data + el1->off + 16), 2048 * 100);
       CHECK_EQ((int64_t)rd64(h->data + el1->off + 24), -1);
-      CHECK_EQ(rd64(h->data + el1->off + 36), 3018);
+      CHECK_EQ(rd64(h->data + el1->off + 36), 133120 * 100);
       CHECK_EQ(rd64(h->data + el1->off + 44), 0);
-      CHECK_EQ(rd64(h->data + mvhd->off + 32), 46 + 3018);
+      CHECK_EQ(rd64(h->data + mvhd->off + 32), (2048 + 133120) * 100);
     }
   }
   unload(h);
