@@ -19,8 +19,8 @@
  *     empty edit fills the presentation before it (a track starting after the movie
  *     start). Starting the edit on the first presented sample, not before it, keeps readers
  *     that align the first frame with the start of the edit (FFmpeg) on the same times as
- *     those that follow the letter of the edit list (GStreamer). Without an initial edit and
- *     with E = 0 no edts is written;
+ *     those that follow the letter of the edit list (GStreamer). The media edit ends with
+ *     the last presented sample. Without an initial edit and with E = 0 no edts is written;
  *   - each stbl keeps its stsd (and any box it does not rebuild) and gets stts, ctts (when
  *     some offset is not 0), stss (when some sample is not sync), stsc, stsz and stco, or
  *     co64 when a chunk offset passes 4 GiB.
@@ -153,6 +153,7 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
   int64_t min_cto = 0;
   uint64_t dur = 0;
   int64_t min_cts = INT64_MAX; /* earliest dts + cto (before the shift) */
+  int64_t max_cts_end = 0;     /* latest dts + cto + duration (before the shift) */
   if (t) {
     uint64_t chunked = 0;
     for (size_t i = 0; i < t->nchunks; i++)
@@ -166,6 +167,8 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
       int64_t c = t->cto ? t->cto[i] : 0;
       if ((int64_t)dur + c < min_cts)
         min_cts = (int64_t)dur + c;
+      if ((int64_t)dur + c + t->duration[i] > max_cts_end)
+        max_cts_end = (int64_t)dur + c + t->duration[i];
       dur += t->duration[i];
       if (c < min_cto)
         min_cto = c;
@@ -175,7 +178,6 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
   tp->media_dur = dur;
   int64_t m0 = tp->has_edit ? tp->media_time : 0;
   int64_t e = m0 + tp->shift - first;
-  int64_t p_end = first + (int64_t)dur - m0; /* presentation end, media timescale */
   tp->empty_movie = 0;
   tp->edit_media_time = -1;
   tp->edit_movie = 0;
@@ -186,7 +188,10 @@ static int plan_trak(trak_plan *tp, uint32_t mts, pyrec_errinfo *err) {
   int64_t c0 = min_cts + tp->shift; /* >= 0 */
   int64_t m_start = e > c0 ? e : c0;
   int64_t p_start = m_start - e;
-  uint64_t seg = p_end > p_start ? (uint64_t)(p_end - p_start) : 0;
+  /* the media edit runs to the end of the last presented sample (with B-frames that is
+   * after the decode end: a shorter edit would hide the last frames) */
+  int64_t m_end = max_cts_end + tp->shift;
+  uint64_t seg = m_end > m_start ? (uint64_t)(m_end - m_start) : 0;
   if (e != 0 || tp->has_edit) {
     if (p_start > 0)
       tp->empty_movie = rescale((uint64_t)p_start, mts, tp->timescale);

@@ -799,15 +799,16 @@ static void test_progressive_edits(void) {
     uint32_t ctts0; /* first ctts offset written, 0 = no ctts */
   } rows[] = {
       {"no edit, starts at 0", -1, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"edit 67 (B-frames), starts at 0", 67, 0, 67, 0, 1, 0, 67, 80 - 67, 67},
+      /* the media edit runs to the end of the last presented sample (107 here) */
+      {"edit 67 (B-frames), starts at 0", 67, 0, 67, 0, 1, 0, 67, 107 - 67, 67},
       {"no edit, starts at 46 (audio after video)", -1, 46, 0, 0, 2, 46, 0, 80, 0},
       {"edit 67, starts at 46", 67, 46, 0, 0, 1, 0, 21, 80 + 46 - 67, 0},
       {"edit 20, starts at 46: empty edit first", 20, 46, 0, 0, 2, 26, 0, 80, 0},
-      {"negative offsets shift ctts and the edit", -1, 0, 0, -30, 1, 0, 30, 80, 30},
+      {"negative offsets shift ctts and the edit", -1, 0, 0, -30, 1, 0, 30, 50, 30},
       {"edit 0 kept", 0, 0, 0, 0, 1, 0, 0, 80, 0},
       /* a later file of a continuous split: no edit, starts at 2000 with B-frames; the
        * media edit starts at the earliest composition time (40: sample 2), not before */
-      {"no edit, starts at 2000, first cto 67", -1, 2000, 67, 0, 2, 2040, 40, 40, 67},
+      {"no edit, starts at 2000, first cto 67", -1, 2000, 67, 0, 2, 2040, 40, 67, 67},
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
     size_t mlen = init_moov(moov, sizeof moov, rows[i].media_time);
@@ -992,7 +993,7 @@ static void test_hybrid_finish(void) {
     }
     CHECK(hex_eq(h->data + find(h, "stss", 0)->off, 28,
                  "0000001c 73747373 00000000 00000003 00000001 0000001f 0000003d"));
-    /* durations: video 90 x 3000, edit from 6000 -> 2.9333 s; audio starts at 2048 of
+    /* durations: video 90 x 3000, edit from 6000 to the last frame's end; audio starts at 2048 of
      * 44100 Hz (an empty edit) and lasts 130 frames; movie = the longest, in the least
      * common multiple of 90000 and 44100 (4410000), so every edit is exact */
     const box *mvhd = find(h, "mvhd", 0), *md0 = find(h, "mdhd", 0), *md1 = find(h, "mdhd", 1);
@@ -1003,7 +1004,8 @@ static void test_hybrid_finish(void) {
       CHECK_EQ(rd64(h->data + md1->off + 32), 133120);
       CHECK_EQ(pyrec_rd32(h->data + el0->off + 12), 1);
       CHECK_EQ(pyrec_rd32(h->data + mvhd->off + 28), 4410000);
-      CHECK_EQ(rd64(h->data + el0->off + 16), 264000 * 49);
+      /* to the end of the last presented frame: pts 88 * 3000 + 12000, + 3000 */
+      CHECK_EQ(rd64(h->data + el0->off + 16), (279000 - 6000) * 49);
       CHECK_EQ(rd64(h->data + el0->off + 24), 6000);
       /* audio (no edit) presents from its first dts, 2048/44100 s: an empty edit of that,
        * then its 130 frames from media time 0 */
