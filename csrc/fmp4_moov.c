@@ -120,6 +120,8 @@ static int parse_trak(const uint8_t *p, const uint8_t *end, trak_plan *tp, pyrec
         if (pyrec_rd32(eb + 4) != 1 || (size_t)(ee - eb) < (size_t)(v1 ? 28 : 20))
           continue; /* not a single edit: presentation starts at the media start */
         int64_t mt = v1 ? (int64_t)rd64(eb + 16) : (int64_t)(int32_t)pyrec_rd32(eb + 12);
+        if (mt > INT64_MAX / 4)
+          return bad(err, "elst media_time out of range");
         if (mt >= 0) {
           tp->has_edit = 1;
           tp->media_time = mt;

@@ -907,6 +907,22 @@ static void test_progressive_co64_and_errors(void) {
       CHECK(rc != 0);
   }
   free(cut);
+  /* random byte changes (a fixed sequence): refused or rebuilt, never out of bounds */
+  uint8_t *mut = malloc(mlen);
+  uint32_t seed = 12345;
+  for (int round = 0; round < 3000; round++) {
+    memcpy(mut, moov, mlen);
+    for (int k = 0; k < 1 + round % 4; k++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t at = (seed >> 8) % mlen;
+      seed = seed * 1103515245u + 12345u;
+      mut[at] = (uint8_t)(round % 3 == 0 ? 0xff : round % 3 == 1 ? 0 : seed >> 16);
+    }
+    pyrec_buf_reset(&b);
+    int rc = pyrec_mp4_progressive_moov(&b, mut, mlen, &t, 1, &err);
+    CHECK(rc == 0 || rc == PYREC_E_MALFORMED || rc == PYREC_E_INVAL);
+  }
+  free(mut);
   memcpy(moov + 8, "\0\0\0\x7fmvhd", 8); /* mvhd size 127: runs into the trak */
   pyrec_buf_reset(&b);
   CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err), PYREC_E_MALFORMED);
