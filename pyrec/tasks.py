@@ -267,9 +267,11 @@ class TaskManager:
         self.ingest: IngestServer | None = None
         self._lock = threading.RLock()
         self._tasks: dict[tuple[str, str], dict[str, Task]] = {}
-        # files cut short by a write error (a full disk): path -> (finish, next try, task id);
-        # finished by tick() as soon as the disk has room, else at the next start-up
-        self._unfinished: dict[str, tuple[str, float, str]] = {}
+        # files cut short by a write error (a full disk): path -> (finish, next try, task id,
+        # (st_dev, st_ino)); finished by tick() as soon as the disk has room, else at the next
+        # start-up; a path that names another file by then (removed, made anew) is dropped
+        self._unfinished: dict[str, tuple[str, float, str, tuple[int, int]]] = {}
+        self._finishing = threading.Lock()  # one finisher at a time (tick thread, close)
         for vhost, app, _id, data in self.store.load():
             try:
                 task = Task.restore(vhost, app, data)
@@ -364,21 +366,28 @@ class TaskManager:
         start-up scan finishes whatever is left."""
         import time
 
-        now = time.monotonic()
-        with self._lock:
-            due = [(p, v) for p, v in self._unfinished.items() if force or now >= v[1]]
-        if not due:
-            return
+        with self._finishing:
+            now = time.monotonic()
+            with self._lock:
+                due = [(p, v) for p, v in self._unfinished.items() if force or now >= v[1]]
+            if due:
+                self._finish_files(due, now)
+
+    def _finish_files(self, due: list[tuple[str, tuple[str, float, str, tuple[int, int]]]],
+                      now: float) -> None:
         from pyrec import repair
 
-        for path, (finish, _, tid) in due:
+        for path, (finish, _, tid, ident) in due:
             try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) != ident:
+                    raise FileNotFoundError(path)  # not the file that was cut short
                 rep = repair.repair(path, finish=finish)
             except FileNotFoundError:
                 rep = None
             except OSError as e:  # still no room (or another write error): later
                 with self._lock:
-                    self._unfinished[path] = (finish, now + _FINISH_RETRY_S, tid)
+                    self._unfinished[path] = (finish, now + _FINISH_RETRY_S, tid, ident)
                 log.debug("task %s: %s not finished yet: %s", tid, path, e)
                 continue
             with self._lock:
@@ -697,8 +706,12 @@ class TaskManager:
                 log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
                 if f.bytes:  # whole fragments, no index: finish it when the disk has room
                     appcfg = self.config.app(task.vhost, task.app)
-                    self._unfinished[f.path] = (appcfg.finish if appcfg else "hybrid", 0.0,
-                                                task.spec.id)
+                    try:
+                        st = os.stat(f.path)
+                        self._unfinished[f.path] = (appcfg.finish if appcfg else "hybrid", 0.0,
+                                                    task.spec.id, (st.st_dev, st.st_ino))
+                    except OSError:
+                        pass  # gone already: nothing to finish
             self._save(task)
         try:
             info = self._info_path(task, f.start_time)

@@ -238,7 +238,7 @@ def check_recording(f, clip: media.Clip, *, expected: dict | None = None, decode
                     payloads: dict[str, bytes] | None = None) -> None:
     """One recorded file holds exactly `expected` (default: the clip's packets from the first
     video keyframe on), byte for byte, with the source's timestamps rebased, a finalised fMP4
-    structure (mfra, patched durations) and A/V alignment; with `decode`, ffprobe and PyAV agree
+    structure (hybrid moov or mfra, patched durations) and A/V alignment; with `decode`, ffprobe and PyAV agree
     and every frame decodes. `payloads` maps a source packet's sha1 to the bytes expected in
     the file when they differ (AV1)."""
     streams = clip.streams
