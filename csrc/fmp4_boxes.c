@@ -226,9 +226,10 @@ void pyrec_fmp4_free8(pyrec_buf *b) {
   pyrec_buf_fourcc(b, "free");
 }
 
-/* The init segment: ftyp + free (8 bytes) + moov (8.2.1) with mvhd, one trak per track in the movie and mvex
- * (8.8.1) with mehd and one trex per track. Records the patch offsets (the init segment is
- * the start of the file, so buffer positions are file offsets). */
+/* The init segment: ftyp + free (8 bytes) + moov (8.2.1) with mvhd, one trak per track in the
+ * movie and mvex (8.8.1) with mehd and one trex per track. Records the patch offsets, the
+ * free box's and the moov's (the init segment is the start of the file, so buffer positions
+ * are file offsets). */
 int pyrec_fmp4_init_segment(pyrec_mp4w *w, pyrec_buf *b) {
   int has_avc = 0;
   for (unsigned i = 0; i < w->ntracks; i++)

@@ -42,7 +42,8 @@ def progressive_moov(const uint8_t[::1] moov not None, list tables) -> bytes:
     cdef const uint64_t[::1] co
     for i in range(n):
         tid, first, sz, du, ct, ky, co, cn = tables[i]
-        if not (sz.shape[0] == du.shape[0] == ct.shape[0] == ky.shape[0]) or co.shape[0] != cn.shape[0]:
+        if (not (sz.shape[0] == du.shape[0] == ct.shape[0] == ky.shape[0])
+                or co.shape[0] != cn.shape[0]):
             raise ValueError(f"track {tid}: per-sample or per-chunk arrays differ in length")
         memset(&tabs[i], 0, sizeof(pyrec_mp4_table))
         tabs[i].track_id = tid

@@ -890,7 +890,8 @@ def check_hybrid(mp4: Mp4) -> None:
             if (p.offset, p.size, p.duration, p.sync) != (f.offset, f.size, f.duration, f.sync):
                 raise _fail(f"hybrid track {tid} sample {i}: stbl {p} vs fragment {f}")
             if p.cto - f.cto != shift:
-                raise _fail(f"hybrid track {tid} sample {i}: cto {p.cto} vs {f.cto} (shift {shift})")
+                raise _fail(f"hybrid track {tid} sample {i}: cto {p.cto} vs {f.cto} "
+                            f"(shift {shift})")
         if prog.mdhd_duration != sum(s.duration for s in frag.samples):
             raise _fail(f"hybrid track {tid}: mdhd {prog.mdhd_duration}")
         longest = max(longest, prog.tkhd_duration)

@@ -294,7 +294,9 @@ const done = () => {
   r.textContent = 'DONE ' + JSON.stringify(out);
   fetch('/result', {method: 'POST', body: JSON.stringify(out)});
 };
-v.addEventListener('error', () => { out.error = v.error ? v.error.code + ' ' + v.error.message : '?'; done(); });
+v.addEventListener('error', () => {
+  out.error = v.error ? v.error.code + ' ' + v.error.message : '?'; done();
+});
 v.addEventListener('loadedmetadata', () => {
   out.duration = v.duration; out.width = v.videoWidth;
   out.target = v.duration / 2; v.currentTime = out.target;

@@ -999,7 +999,8 @@ static void test_hybrid_finish(void) {
         for (uint32_t s = 0; s < per; s++, k++) {
           uint32_t sz = pyrec_rd32(z + 12) ? pyrec_rd32(z + 12) : pyrec_rd32(z + 20 + k * 4);
           if (t == 0)
-            CHECK(pos + 6 <= h->len && !memcmp(h->data + pos + 4, k % 30 == 0 ? "\x65\x88" : "\x41\x9a", 2));
+            CHECK(pos + 6 <= h->len &&
+                  !memcmp(h->data + pos + 4, k % 30 == 0 ? "\x65\x88" : "\x41\x9a", 2));
           else
             CHECK(pos + sz <= h->len && sz == sizeof AUD && !memcmp(h->data + pos, AUD, sz));
           pos += sz;
