@@ -540,3 +540,68 @@ def test_fragmented_option_everywhere(tmp_path, clips):
     cfg.write_text('[vhosts.default.apps.app]\nfinish = "mp4"\n')
     with pytest.raises(ConfigError, match="finish"):
         load_config(cfg, no_auth=True, host="127.0.0.1")
+
+
+def _box(typ: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), typ) + body
+
+
+def test_past_4_gib_largesize_header_and_co64(pair, tmp_path):
+    """A file whose fragments pass 4 GiB (sparse: nothing near that is written or read): the
+    hybrid finish (here by repair) writes a 16-byte `size 1, mdat, largesize` header over the
+    reserved box and the start of the initial moov, and the chunk offsets past 4 GiB in co64.
+    ffprobe reads the result."""
+    _, hyb, _ = pair
+    mp4 = boxes.parse_mp4(hyb)
+    inner = _zero_durations(_inner(_read(hyb), mp4))
+    first = mp4.fragments[0]
+    head_and_frag0 = inner[:first.mdat_offset + first.mdat_size]  # ftyp, free, moov, frag 0
+    trk = mp4.tracks[1]  # video
+    last = trk.samples[first.nsamples[1] - 1]
+    payload = mp4.payload(trk.samples[0])
+    big = 1 << 29  # 10 samples of 512 MiB (FFmpeg refuses samples of 1 GiB)
+
+    def fragment(seq: int, dts: int, sizes: list[int]) -> tuple[bytes, bytes]:
+        """moof + mdat header of a video fragment with samples of these sizes."""
+        tfhd = _box(b"tfhd", struct.pack(">II", 0x020000, 1))
+        tfdt = _box(b"tfdt", struct.pack(">IQ", 1 << 24, dts))
+        trun = _box(b"trun", struct.pack(">IIi", (1 << 24) | 0xF01, len(sizes), 0) + b"".join(
+            struct.pack(">IIIi", 512, n, 0x02000000, 0) for n in sizes))
+        mfhd = _box(b"mfhd", struct.pack(">II", 0, seq))
+        moof = bytearray(_box(b"moof", mfhd + _box(b"traf", tfhd + tfdt + trun)))
+        struct.pack_into(">i", moof, 8 + len(mfhd) + 8 + len(tfhd) + len(tfdt) + 16,
+                         len(moof) + 16)
+        return bytes(moof), struct.pack(">I4sQ", 1, b"mdat", 16 + sum(sizes))
+
+    dts = last.dts + last.duration
+    path = tmp_path / "huge.mp4"
+    with open(path, "wb") as f:
+        f.write(head_and_frag0)
+        moof, mdat = fragment(100, dts, [big] * 10)  # 5 GiB of holes
+        f.write(moof + mdat)
+        f.seek(10 * big, os.SEEK_CUR)
+        moof, mdat = fragment(101, dts + 10 * 512, [len(payload)])
+        f.write(moof + mdat)
+        third = f.tell()  # its chunk: past 4 GiB
+        f.write(payload)
+    rep = R.repair(path)
+    assert rep.status == R.REPAIRED and rep.fragments == 3, rep
+    assert R.is_finalized(path)
+    start = mp4.boxes[0].end  # the reserved box, right after ftyp
+    with open(path, "rb") as f:
+        f.seek(start)
+        size1, typ, large = struct.unpack(">I4sQ", f.read(16))
+        assert (size1, typ) == (1, b"mdat") and large > 1 << 32
+        f.seek(start + large)
+        msize, mtyp = struct.unpack(">I4s", f.read(8))
+        assert mtyp == b"moov" and start + large + msize == os.path.getsize(path)
+        moov = f.read(msize - 8)
+    assert b"co64" in moov and b"stco" in moov  # video past 4 GiB: co64; audio: stco
+    co = moov.index(b"co64")
+    n = struct.unpack_from(">I", moov, co + 8)[0]
+    offs = struct.unpack_from(f">{n}Q", moov, co + 12)
+    assert offs[-1] == third and offs[-2] < 1 << 32
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=nb_frames",
+                        "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert [int(x) for x in r.stdout.split()] == [first.nsamples[1] + 11, first.nsamples[2]]
