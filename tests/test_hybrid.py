@@ -465,6 +465,10 @@ def test_sigkill_before_the_header_rewrite(pair, tmp_path):
     for i in pb.streams:
         assert [(p.pts, p.sha1) for p in pa.streams[i].packets] == \
             [(p.pts, p.sha1) for p in pb.streams[i].packets]
+    fm = boxes.parse_mp4(frag)  # GStreamer too reads the fMP4 and skips the trailing moov
+    got = _gst_buffers(killed)
+    assert [len(got["video_0"]), len(got["audio_0"])] == \
+        [len(fm.tracks[t].samples) for t in fm.track_ids()]
     assert R.find_unfinished(tmp_path) == [killed]
     rep = R.repair(killed)
     assert rep.status == R.REPAIRED and "progressive moov" in rep.message, rep
