@@ -286,6 +286,13 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
                 pass  # the player cancelled the request (normal while seeking)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """server_close() waits for every request thread, so no socket outlives the test."""
+
+    daemon_threads = False
+    block_on_close = True
+
+
 PAGE = """<!doctype html><html><body><pre id="r">pending</pre>
 <video id="v" muted preload="auto"></video>
 <script>
@@ -341,7 +348,7 @@ def test_chromium_plays_and_seeks(pair, tmp_path):
     (www / "index.html").write_text(PAGE)
     handler = type("H", (_RangeHandler,), {"root": str(www), "ranges": 0, "result": None,
                                            "got_result": threading.Event()})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv = _Server(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
