@@ -102,7 +102,7 @@ class FileSink:
                  live: bool = False,
                  resolve: Callable[[str], str] | None = None,
                  keep_files: bool = True, sequence_offset: int = 0,
-                 unique: bool = False) -> None:
+                 unique: bool = False, finish: str = "hybrid") -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
@@ -112,6 +112,7 @@ class FileSink:
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
         self.unique = unique  # a taken name gets -1, -2, ... instead of an error
+        self.finish = finish  # how a file cut short by a write error is finished (not live)
         self.files: list[RecordedFile] = []
         self.clock = clock
         self.live = live
@@ -180,6 +181,8 @@ class FileSink:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if info["error"] is not None and info["bytes"] and not self.live:
+                _finish_cut_short(path, self.finish)  # live: the task manager retries
         sequence = info["sequence"] + self.sequence_offset
         if later is not None:
             final = expand(later, self._ctx(sequence, start, end))
@@ -198,6 +201,19 @@ class FileSink:
 
     def _rename(self, tmp: str, final: str) -> str:
         return rename_no_replace(tmp, final)
+
+
+def _finish_cut_short(path: str, finish: str) -> None:
+    """A file a write error (a full disk) cut short holds whole fragments but no index: try
+    to finish it now (the failed write was cut back, so a moov or index often fits); if the
+    disk is still full it stays a valid fMP4 that `pyrec.repair` finishes later (the server
+    retries until it fits)."""
+    from pyrec import repair
+
+    try:
+        repair.repair(path, finish=finish)
+    except OSError:
+        pass
 
 
 def rename_no_replace(tmp: str, final: str) -> str:
@@ -247,7 +263,7 @@ class Recorder:
         self.tracks = list(tracks)
         self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
         self.sink = FileSink(output, context=context, overwrite=overwrite, clock=clock,
-                             on_file=on_file)
+                             on_file=on_file, finish=finish)
         self._core = _core.Recorder(
             [t.as_core() for t in self.tracks], self._open, self.sink.close,
             part_duration_ms=part_duration_ms, continuity=segmentation == "continuity",

@@ -92,7 +92,7 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                 on_file: Callable[[RecordedFile], None] | None,
                 finish: str = "hybrid") -> list[RecordedFile]:
     # An FLV file has at most one video and one audio track; names follow OME's defaults.
-    sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file)
+    sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file, finish=finish)
     sid: list[int] = []
 
     def opener(sequence: int, start_ms: int) -> int:

@@ -616,3 +616,33 @@ def test_past_4_gib_largesize_header_and_co64(pair, tmp_path):
                         "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert [int(x) for x in r.stdout.split()] == [first.nsamples[1] + 11, first.nsamples[2]]
+
+
+def test_cli_on_a_full_disk_finishes_what_it_wrote(clips, tmp_path):
+    """`pyrec record` onto a disk that fills up: the error is reported, and the file it gives
+    up is finished at once in the room its cut-back write left (a hybrid moov of a few KiB):
+    a finished prefix of the source that every reader plays."""
+    clip = clips.flv("hybrid-full", seconds=8.0, size="640x360", gop=25, fps=25)
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"this test needs to mount a tmpfs (root): {r.stderr.strip()}")
+    try:
+        out = mnt / "rec.mp4"
+        r = subprocess.run([sys.executable, "-m", "pyrec", "record", str(clip.path), "-o",
+                            str(out), "-q"], capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "No space left on device" in r.stderr, r.stderr
+        assert R.is_finalized(out)
+        mp4 = checks.parse_recording(out)  # the fragments, then the hybrid moov
+        assert mp4.hybrid is not None and len(mp4.fragments) >= 1
+        av_read = probe.pyav_read(out)
+        for i, (trk, st) in enumerate(zip(checks.tracks_in_order(mp4, clip.streams),
+                                          clip.streams)):
+            assert 0 < len(trk.samples) < len(st.packets)
+            assert len(av_read.streams[i].packets) == len(trk.samples)
+            assert not av_read.streams[i].decode_errors
+        assert probe.ffmpeg_null(out) == ""
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
