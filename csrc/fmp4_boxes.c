@@ -219,17 +219,28 @@ void pyrec_fmp4_trex(pyrec_buf *b, uint32_t track_id) {
   pyrec_box_end(b, box);
 }
 
-/* The init segment: ftyp + moov (8.2.1) with mvhd, one trak per track in the movie and mvex
- * (8.8.1) with mehd and one trex per track. Records the patch offsets (the init segment is
- * the start of the file, so buffer positions are file offsets). */
+/* free — FreeSpaceBox (8.1.2), 8 bytes: reserved right after ftyp for the header that the
+ * hybrid finish writes there (an mdat covering the initial moov and every fragment). */
+void pyrec_fmp4_free8(pyrec_buf *b) {
+  pyrec_buf_u32(b, 8);
+  pyrec_buf_fourcc(b, "free");
+}
+
+/* The init segment: ftyp + free (8 bytes) + moov (8.2.1) with mvhd, one trak per track in the
+ * movie and mvex (8.8.1) with mehd and one trex per track. Records the patch offsets, the
+ * free box's and the moov's (the init segment is the start of the file, so buffer positions
+ * are file offsets). */
 int pyrec_fmp4_init_segment(pyrec_mp4w *w, pyrec_buf *b) {
   int has_avc = 0;
   for (unsigned i = 0; i < w->ntracks; i++)
     if (w->tracks[i].in_moov && w->tracks[i].cs.codec == PYREC_CODEC_H264)
       has_avc = 1;
   pyrec_fmp4_ftyp(b, has_avc);
+  w->off_free = b->len;
+  pyrec_fmp4_free8(b);
   size_t off;
   size_t moov = pyrec_box_begin(b, "moov");
+  w->off_moov = moov;
   pyrec_fmp4_mvhd(b, w->opts.movie_timescale, w->ntracks + 1, &off);
   w->off_mvhd_dur = off;
   for (unsigned i = 0; i < w->ntracks; i++) {

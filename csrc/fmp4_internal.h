@@ -65,6 +65,17 @@ typedef struct pyrec_mp4w_track {
   size_t nidx, cap_idx;
   uint64_t idx_stride, idx_cand;
 
+  /* the sample table of what is written, for the hybrid finish's progressive moov: per
+   * sample size, duration, composition offset and sync flag (13 bytes), per run of a
+   * track's samples in one mdat its file offset and sample count */
+  uint32_t *tab_size, *tab_dur;
+  int32_t *tab_cto;
+  uint8_t *tab_key;
+  size_t tab_n, tab_cap;
+  uint64_t *chunk_off;
+  uint32_t *chunk_n;
+  size_t nchunks, chunk_cap;
+
   /* absolute file offsets of the 64-bit durations patched by finish (0 = none) */
   uint64_t off_tkhd_dur, off_mdhd_dur, off_elst_dur;
 } pyrec_mp4w_track;
@@ -79,6 +90,9 @@ struct pyrec_mp4w {
   int sticky;         /* PYREC_E_IO / PYREC_E_NOMEM: every later call returns it */
   uint32_t seq;       /* last mfhd sequence_number */
   uint64_t off_mvhd_dur, off_mehd_dur;
+  uint64_t off_free, off_moov; /* the reserved free box and the initial moov */
+  pyrec_buf init_moov;         /* copy of the initial moov (hybrid finish) */
+  int table_lost;              /* the sample table could not grow: finish falls back to mfra */
   pyrec_buf out;      /* moof+mdat (or init, mfra) being built */
   pyrec_mp4w_stats stats;
   pyrec_errinfo err;
@@ -87,6 +101,7 @@ struct pyrec_mp4w {
 /* fmp4_boxes.c: one function per box. Offsets returned through `*dur_off` are positions in
  * `b` of 64-bit duration fields patched at finish. */
 void pyrec_fmp4_ftyp(pyrec_buf *b, int has_avc);
+void pyrec_fmp4_free8(pyrec_buf *b);
 void pyrec_fmp4_mvhd(pyrec_buf *b, uint32_t timescale, uint32_t next_track_id, size_t *dur_off);
 void pyrec_fmp4_tkhd(pyrec_buf *b, uint32_t track_id, int media, uint32_t width,
                      uint32_t height, size_t *dur_off);
@@ -101,6 +116,16 @@ void pyrec_fmp4_tfdt(pyrec_buf *b, uint64_t base_media_decode_time);
 size_t pyrec_fmp4_trun(pyrec_buf *b, const pyrec_mp4w_sample *s, size_t n, int video);
 void pyrec_fmp4_tfra(pyrec_buf *b, uint32_t track_id, const pyrec_mp4w_tfra_entry *e, size_t n);
 void pyrec_fmp4_mfro(pyrec_buf *b, uint32_t mfra_size);
+
+/* fmp4_moov.c: the sample-table boxes of a progressive moov (8.6.1.2, 8.6.1.3, 8.6.2,
+ * 8.7.3.2, 8.7.4, 8.7.5). ctts writes cto + shift (version 0, non-negative); stco becomes
+ * co64 when an offset passes 4 GiB. */
+void pyrec_fmp4_stts(pyrec_buf *b, const uint32_t *dur, size_t n);
+void pyrec_fmp4_ctts(pyrec_buf *b, const int32_t *cto, size_t n, int64_t shift);
+void pyrec_fmp4_stss(pyrec_buf *b, const uint8_t *key, size_t n);
+void pyrec_fmp4_stsz(pyrec_buf *b, const uint32_t *size, size_t n);
+void pyrec_fmp4_stsc(pyrec_buf *b, const uint32_t *chunk_samples, size_t nchunks);
+void pyrec_fmp4_stco(pyrec_buf *b, const uint64_t *off, size_t n);
 
 /* Whole structures built from the writer state. */
 int pyrec_fmp4_init_segment(pyrec_mp4w *w, pyrec_buf *b);

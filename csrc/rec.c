@@ -310,6 +310,7 @@ static int open_file(pyrec_rec *r, unsigned ti, const pkt *p, int64_t start_ms) 
   pyrec_mp4w_opts wo = {0};
   wo.part_duration_ms = r->o.part_duration_ms;
   wo.max_fragment_bytes = r->o.max_fragment_bytes;
+  wo.finish = r->o.finish;
   pyrec_track_desc descs[PYREC_MAX_TRACKS];
   for (unsigned i = 0; i < r->n; i++)
     descs[i] = r->t[i].desc;

@@ -36,8 +36,32 @@ cdef extern from "pyrec/tsfix.h" nogil:
         uint64_t packets, wrap, equal, backward, jump_forward, jump_backward, pts_fixed
 
 
+cdef extern from "pyrec/buf.h" nogil:
+    ctypedef struct pyrec_buf:
+        uint8_t *data
+        size_t len
+        size_t cap
+        int oom
+    void pyrec_buf_init(pyrec_buf *b)
+    void pyrec_buf_free(pyrec_buf *b)
+
+
 cdef extern from "pyrec/fmp4.h" nogil:
     unsigned PYREC_SAMPLE_KEY
+    ctypedef struct pyrec_mp4_table:
+        uint32_t track_id
+        int64_t first_dts
+        size_t nsamples
+        const uint32_t *size
+        const uint32_t *duration
+        const int32_t *cto
+        const uint8_t *key
+        size_t nchunks
+        const uint64_t *chunk_offset
+        const uint32_t *chunk_samples
+    int pyrec_mp4_progressive_moov(pyrec_buf *out, const uint8_t *moov, size_t len,
+                                   const pyrec_mp4_table *tables, unsigned ntables,
+                                   pyrec_errinfo *err)
     ctypedef struct pyrec_mp4w_track_stats:
         uint64_t samples
         uint64_t bytes
@@ -63,6 +87,7 @@ cdef extern from "pyrec/rec.h" nogil:
         uint32_t max_fragment_bytes
         int keep_leading
         uint32_t in_timescale[16]
+        int finish
     ctypedef struct pyrec_rec_file:
         uint32_t sequence
         int fd

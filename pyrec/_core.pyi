@@ -13,6 +13,11 @@ class PyrecError(Exception):
     errno: int
     def __init__(self, name: str, code: int, message: str, offset: int = ..., errno: int = ...) -> None: ...
 
+def progressive_moov(moov: bytes, tables: list[tuple[int, int, Any, Any, Any, Any, Any, Any]]
+                     ) -> bytes:
+    """The progressive moov of a fragmented file: `moov` is its initial moov box; one table
+    per track: (track_id, first_dts, sizes uint32, durations uint32, ctos int32, keys uint8,
+    chunk offsets uint64, chunk sample counts uint32). Raises PyrecError."""
 def codec_id(name: str) -> int: ...
 def codec_name(codec: int) -> str | None: ...
 def codec_is_video(codec: int) -> bool: ...
@@ -27,10 +32,12 @@ class Recorder:
                  closer: Closer, *, part_duration_ms: int = ..., continuity: bool = ...,
                  interval_ms: int = ..., wrap_bits: int = ..., jump_threshold_ms: int = ...,
                  interleave_ms: int = ..., max_fragment_bytes: int = ...,
-                 keep_leading: bool = ..., in_timescale: Sequence[int] = ...) -> None:
+                 keep_leading: bool = ..., in_timescale: Sequence[int] = ...,
+                 finish: str = ...) -> None:
         """keep_leading: record from the first packet of any track (else from the first video
         keyframe). in_timescale[i]: timescale of the times written for track i when it differs
-        from the track's (audio is then placed on its sample grid when within 1 ms)."""
+        from the track's (audio is then placed on its sample grid when within 1 ms).
+        finish: "hybrid" (default: a progressive MP4 at close) or "fragmented"."""
     def write(self, track: int, dts: int, pts: int | None, data: Any, key: bool = ...) -> None:
         """Write one packet of track `track` (its index in the track list).
 
@@ -88,7 +95,7 @@ class FlvSource:
     def attach(self, track_mask: int, opener: Opener, closer: Closer, *,
                part_duration_ms: int = ..., continuity: bool = ..., interval_ms: int = ...,
                jump_threshold_ms: int = ..., interleave_ms: int = ...,
-               max_fragment_bytes: int = ..., keep_leading: bool = ...) -> int: ...
+               max_fragment_bytes: int = ..., keep_leading: bool = ..., finish: str = ...) -> int: ...
     def detach(self, sid: int) -> None: ...
     def sink_error(self, sid: int) -> BaseException | None: ...
     def split(self, sid: int, at_ms: int | None = ...) -> None: ...

@@ -2,7 +2,7 @@
 """Thin bindings over the C core. The friendly API lives in pyrec.recorder / pyrec.source."""
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
-from cpython.bytes cimport PyBytes_AsString
+from cpython.bytes cimport PyBytes_AsString, PyBytes_FromStringAndSize
 
 
 
@@ -25,6 +25,53 @@ cdef object _error(int code, const pyrec_errinfo *e):
         msg = e.msg.decode("utf-8", "replace")
         return PyrecError(name, code, msg, e.offset, e.sys_errno)
     return PyrecError(name, code, pyrec_strerror(code).decode(), -1, 0)
+
+
+def progressive_moov(const uint8_t[::1] moov not None, list tables) -> bytes:
+    """The progressive moov of a fragmented pyrec file (csrc/fmp4_moov.c): `moov` is its
+    initial moov box, `tables` one tuple per track (track_id, first_dts, sizes uint32,
+    durations uint32, ctos int32, keys uint8, chunk offsets uint64, chunk sample counts
+    uint32), arrays C-contiguous and of equal length per sample / per chunk."""
+    cdef Py_ssize_t n = len(tables), i
+    if n > 64:
+        raise ValueError("at most 64 tracks")
+    cdef pyrec_mp4_table tabs[64]
+    cdef const uint32_t[::1] sz, du, cn
+    cdef const int32_t[::1] ct
+    cdef const uint8_t[::1] ky
+    cdef const uint64_t[::1] co
+    for i in range(n):
+        tid, first, sz, du, ct, ky, co, cn = tables[i]
+        if (not (sz.shape[0] == du.shape[0] == ct.shape[0] == ky.shape[0])
+                or co.shape[0] != cn.shape[0]):
+            raise ValueError(f"track {tid}: per-sample or per-chunk arrays differ in length")
+        memset(&tabs[i], 0, sizeof(pyrec_mp4_table))
+        tabs[i].track_id = tid
+        tabs[i].first_dts = first
+        tabs[i].nsamples = sz.shape[0]
+        if sz.shape[0]:
+            tabs[i].size = &sz[0]
+            tabs[i].duration = &du[0]
+            tabs[i].cto = &ct[0]
+            tabs[i].key = &ky[0]
+        tabs[i].nchunks = co.shape[0]
+        if co.shape[0]:
+            tabs[i].chunk_offset = &co[0]
+            tabs[i].chunk_samples = &cn[0]
+    cdef pyrec_buf out
+    cdef pyrec_errinfo err
+    pyrec_buf_init(&out)
+    pyrec_clearerr(&err)
+    cdef int rc
+    cdef const uint8_t *mp = &moov[0] if moov.shape[0] else NULL
+    with nogil:
+        rc = pyrec_mp4_progressive_moov(&out, mp, <size_t>moov.shape[0], tabs, <unsigned>n, &err)
+    try:
+        if rc:
+            raise _error(rc, &err)
+        return PyBytes_FromStringAndSize(<char *>out.data, <Py_ssize_t>out.len)
+    finally:
+        pyrec_buf_free(&out)
 
 
 def codec_id(str name) -> int:
@@ -122,6 +169,10 @@ cdef void _rec_opts(pyrec_rec_opts *o, dict kw):
     o.keep_leading = 1 if kw.get("keep_leading", False) else 0
     for i, ts in enumerate(kw.get("in_timescale", ())[:16]):
         o.in_timescale[i] = ts
+    finish = kw.get("finish", "hybrid")
+    if finish not in ("hybrid", "fragmented"):
+        raise ValueError(f"finish must be 'hybrid' or 'fragmented', got {finish!r}")
+    o.finish = 1 if finish == "fragmented" else 0
 
 
 cdef dict _stats_dict(const pyrec_rec_stats *s):

@@ -57,7 +57,7 @@ def _record(args: argparse.Namespace) -> int:
         record_file(args.source, args.output, tracks=tracks, interval_ms=args.interval or 0,
                     schedule=args.schedule, segmentation=args.segmentation_rule,
                     part_duration_ms=args.part_duration, overwrite=args.overwrite,
-                    progress=bar, on_file=report)
+                    progress=bar, on_file=report, finish=args.finish)
     except KeyboardInterrupt:
         bar.end()
         print("pyrec: interrupted; open files were finalised", file=sys.stderr)
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. bypass_video")
     r.add_argument("--part-duration", type=int, default=1000, metavar="MS",
                    help="write a fragment at least every MS of media (crash safety), default 1000")
+    r.add_argument("--finish", choices=("hybrid", "fragmented"), default="hybrid",
+                   help="hybrid (default): a finished file is also a progressive MP4 that every "
+                        "player seeks; fragmented: it stays fMP4 with an mfra index (for MSE)")
     r.add_argument("--overwrite", action="store_true", help="replace existing output files")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or file list")
     r.set_defaults(func=_record)

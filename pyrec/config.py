@@ -49,6 +49,7 @@ class AppConfig:
     video_name: str = DEFAULT_VIDEO_NAME
     audio_name: str = DEFAULT_AUDIO_NAME
     auto_record: list[AutoRecordRule] = field(default_factory=list)
+    finish: str = "hybrid"  # or "fragmented" (see pyrec.recorder.FINISH_MODES)
 
 
 @dataclass
@@ -134,6 +135,13 @@ def _abspath(p: str | os.PathLike[str], base: str | None = None) -> Path:
     if base is not None and not os.path.isabs(p):
         p = os.path.join(base, p)
     return Path(os.path.abspath(p))
+
+
+def _finish(adata: dict[str, Any], where: str) -> str:
+    v = _get(adata, "finish", str, "hybrid", where)
+    if v not in ("hybrid", "fragmented"):
+        raise ConfigError(f"{where}.finish: expected \"hybrid\" or \"fragmented\", got {v!r}")
+    return v
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
@@ -228,7 +236,7 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
                 _get(adata, "info_path", str, DEFAULT_INFO_TEMPLATE, aw),
                 _get(tracks, "video", str, DEFAULT_VIDEO_NAME, f"{aw}.track_names"),
                 _get(tracks, "audio", str, DEFAULT_AUDIO_NAME, f"{aw}.track_names"),
-                rules)
+                rules, _finish(adata, aw))
         cfg.vhosts[vname] = v
     if not cfg.access_token and not cfg.no_auth:
         cfg.access_token = f"pyrec:{secrets.token_urlsafe(18)}"

@@ -19,9 +19,13 @@ from pyrec.paths import PathContext, expand, has_end_time
 from pyrec.schedule import Schedule
 from pyrec.tracks import TrackSpec
 
-__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "rename_no_replace"]
+__all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "FINISH_MODES",
+           "rename_no_replace"]
 
 SEGMENTATION_RULES = ("discontinuity", "continuity")
+# How a file is finished: "hybrid" also makes it a progressive MP4 (moov with every sample
+# after the fragments, one mdat over them); "fragmented" keeps fMP4 with an mfra index.
+FINISH_MODES = ("hybrid", "fragmented")
 
 Output = str | os.PathLike[str] | Callable[[int, int], str]
 
@@ -101,7 +105,8 @@ class FileSink:
                  resolve: Callable[[str], str] | None = None,
                  keep_files: bool = True, sequence_offset: int = 0,
                  unique: bool = False,
-                 on_error: Callable[[int, BaseException], None] | None = None) -> None:
+                 on_error: Callable[[int, BaseException], None] | None = None,
+                 finish: str = "hybrid") -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
@@ -112,6 +117,7 @@ class FileSink:
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
         self.unique = unique  # a taken name gets -1, -2, ... instead of an error
+        self.finish = finish  # how a file cut short by a write error is finished (not live)
         self.files: list[RecordedFile] = []
         self.clock = clock
         self.live = live
@@ -224,6 +230,8 @@ class FileSink:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if info["error"] is not None and info["bytes"] and not self.live:
+                _finish_cut_short(path, self.finish)  # live: the task manager retries
         sequence = info["sequence"] + self.sequence_offset
         if later is not None:
             final = expand(later, self._ctx(sequence, start, end))
@@ -242,6 +250,19 @@ class FileSink:
 
     def _rename(self, tmp: str, final: str) -> str:
         return rename_no_replace(tmp, final)
+
+
+def _finish_cut_short(path: str, finish: str) -> None:
+    """A file a write error (a full disk) cut short holds whole fragments but no index: try
+    to finish it now (the failed write was cut back, so a moov or index often fits); if the
+    disk is still full it stays a valid fMP4 that `pyrec.repair` finishes later (the server
+    retries until it fits)."""
+    from pyrec import repair
+
+    try:
+        repair.repair(path, finish=finish)
+    except OSError:
+        pass
 
 
 def rename_no_replace(tmp: str, final: str) -> str:
@@ -271,6 +292,8 @@ class Recorder:
     every packet kept); otherwise with the first keyframe of the first video track (live).
     in_timescale: per track, the timescale of the times given to write() when it is not the
     track's own (audio then lands on its sample grid when the times agree within 1 ms).
+    finish: "hybrid" (default: a finished file is also a progressive MP4 with a complete
+    moov) or "fragmented" (a finished file stays fMP4, with an mfra index).
     """
 
     def __init__(self, tracks: Sequence[TrackSpec], output: Output, *,
@@ -281,23 +304,26 @@ class Recorder:
                  keep_leading: bool = False, in_timescale: Sequence[int] = (),
                  context: PathContext | None = None, overwrite: bool = False,
                  clock: Callable[[], datetime] = _now,
-                 on_file: Callable[[RecordedFile], None] | None = None) -> None:
+                 on_file: Callable[[RecordedFile], None] | None = None,
+                 finish: str = "hybrid") -> None:
         if segmentation not in SEGMENTATION_RULES:
             raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}, got {segmentation!r}")
         if interval_ms and schedule:
             raise ValueError("interval and schedule cannot be used at the same time")
+        if finish not in FINISH_MODES:
+            raise ValueError(f"finish must be one of {FINISH_MODES}, got {finish!r}")
         if interval_ms < 0 or part_duration_ms <= 0:
             raise ValueError("interval_ms must be >= 0 and part_duration_ms > 0")
         self.tracks = list(tracks)
         self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
         self.sink = FileSink(output, context=context, overwrite=overwrite, clock=clock,
-                             on_file=on_file)
+                             on_file=on_file, finish=finish)
         self._core = _core.Recorder(
             [t.as_core() for t in self.tracks], self._open, self.sink.close,
             part_duration_ms=part_duration_ms, continuity=segmentation == "continuity",
             interval_ms=interval_ms, wrap_bits=wrap_bits, jump_threshold_ms=jump_threshold_ms,
             interleave_ms=interleave_ms, keep_leading=keep_leading,
-            in_timescale=[int(t) for t in in_timescale])
+            in_timescale=[int(t) for t in in_timescale], finish=finish)
         self._closed = False
 
     def _open(self, sequence: int, start_ms: int) -> int:

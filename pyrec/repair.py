@@ -1,16 +1,21 @@
 """Finalise fragmented MP4 files left open by a crash (process killed, power loss, disk full).
 
-pyrec writes an init segment (ftyp + moov with mvex) and then whole moof+mdat fragments; a
-clean finish appends an mfra index and patches the durations the init segment left at 0 (see
-csrc/fmp4_writer.c). A file whose writer died has no mfra, zero durations and possibly a
-partial last fragment or garbage at its end. `repair()` walks the file box by box (reading
+pyrec writes an init segment (ftyp + an 8-byte free box + moov with mvex) and then whole
+moof+mdat fragments; a clean finish patches the durations the init segment left at 0 and
+then either appends an mfra index ("fragmented") or, by default ("hybrid"), appends a
+progressive moov and rewrites the free box into the header of one mdat that covers the
+initial moov and all fragments (see csrc/fmp4_writer.c). A file whose writer died has no
+index, zero durations and possibly a partial last fragment, a progressive moov whose header
+rewrite never happened, or garbage at its end. `repair()` walks the file box by box (reading
 headers and moofs, seeking over mdat payloads), keeps every complete and consistent fragment,
-cuts the rest off, patches the durations and appends the mfra the writer would have written:
-for a pyrec file cut anywhere after its moov the result is byte for byte the file a clean
-close of the same fragments gives.
+cuts the rest off, patches the durations and finishes the file the way the writer would
+have: for a pyrec file cut anywhere after its moov the result is byte for byte the file a
+clean close of the same fragments gives.
 
-    report = repair(path)              # RepairReport(status="repaired", ...)
-    is_finalized(path)                 # cheap: mfra/mfro at the end and durations patched
+    report = repair(path)                      # hybrid finish; RepairReport(status=...)
+    report = repair(path, finish="fragmented") # mfra index instead
+    is_finalized(path)                 # cheap: a hybrid file, or mfra/mfro at the end and
+                                       # durations patched
     find_unfinished(root)              # start-up scan
 
 Box names and clauses: ISO/IEC 14496-12 (moof 8.8.4, tfhd 8.8.7, trun 8.8.8, tfdt 8.8.12,
@@ -27,6 +32,9 @@ import numpy as np
 
 __all__ = ["RepairReport", "is_finalized", "repair", "find_unfinished",
            "FINALIZED", "REPAIRED", "UNRECOVERABLE"]
+
+HYBRID = "hybrid"
+FRAGMENTED = "fragmented"
 
 FINALIZED = "finalized"
 REPAIRED = "repaired"
@@ -184,6 +192,10 @@ class _Track:
     index: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     idx_stride: int = 1
     idx_cand: int = 0
+    # sample table of the kept fragments (for the hybrid finish): per trun its file offset,
+    # the decode time of its first sample and (sizes, durations, ctos, sync flags) arrays
+    runs: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list)
 
     def add_index(self, entry: tuple[int, int, int, int, int]) -> None:
         """The writer's thinning (fmp4_writer.c index_add): keep every candidate until the
@@ -207,6 +219,8 @@ class _Init:
     mvhd: _Field
     mehd: _Field | None
     tracks: dict[int, _Track]    # in trak order
+    start: int = 0               # file offset of the moov
+    reserved: int | None = None  # the 8-byte box after ftyp (free, or an mdat header)
 
 
 def _parse_moov(buf: bytes, base: int, hdr: int) -> _Init:
@@ -292,6 +306,17 @@ def _read_init(r: _Reader) -> _Init:
     if h is None or h[0] != b"ftyp" or h[1] > r.size:
         raise _NoInit("no init segment: the file does not start with a complete ftyp")
     pos = h[1]
+    reserved = None
+    h = r.header(pos)
+    if h is not None and h[0] == b"free" and h[1] == 8:
+        reserved, pos = pos, pos + 8
+    elif h is not None and h[0] == b"mdat" and h[2] == 8:
+        # the hybrid header was written but what it covers is not all there (power loss
+        # after the header reached the disk and before the moov did): the initial moov is
+        # intact behind it
+        nh = r.header(pos + 8)
+        if nh is not None and nh[0] == b"moov":
+            reserved, pos = pos, pos + 8
     h = r.header(pos)
     if h is None or h[0] != b"moov":
         raise _NoInit("no init segment: no moov after the ftyp")
@@ -301,9 +326,11 @@ def _read_init(r: _Reader) -> _Init:
     if size > MAX_META_BOX:
         raise _NoInit(f"moov of {size} bytes: not a pyrec file")
     try:
-        return _parse_moov(r.read(pos, size), pos, hdr)
+        init = _parse_moov(r.read(pos, size), pos, hdr)
     except (_Bad, IndexError, struct.error) as e:
         raise _NoInit(f"unusable moov: {e}") from None
+    init.start, init.reserved = pos, reserved
+    return init
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,12 +346,13 @@ class _Traf:
     duration: int                # sum of sample durations
     runs: list[tuple[int, int]]  # (file offset, bytes) of each trun's data
     sync: tuple[int, int, int] | None  # (trun number, sample number, decode offset) of the first sync
+    tables: list[tuple[int, tuple]] = field(default_factory=list)  # (offset, arrays) per trun
 
 
 def _parse_trun(buf: bytes, body: int, end: int, defaults: tuple[int, int, int]
-                ) -> tuple[int, int | None, int, int, tuple[int, int] | None]:
+                ) -> tuple[int, int | None, int, int, tuple[int, int] | None, tuple]:
     """(count, data offset or None, duration sum, size sum, (sample index, decode offset) of
-    the first sync sample or None)."""
+    the first sync sample or None, (sizes, durations, ctos, sync) arrays)."""
     _need(body, end, 8, "trun")
     flags = int.from_bytes(buf[body + 1:body + 4], "big")
     n = _U32.unpack_from(buf, body + 4)[0]
@@ -365,7 +393,19 @@ def _parse_trun(buf: bytes, body: int, end: int, defaults: tuple[int, int, int]
             i = 1 if n > 1 and not d_flags & _NON_SYNC else None
         if i is not None:
             sync = (i, int(durs[:i].sum()) if durs is not None else i * d_dur)
-    return n, data_off, dur_sum, size_sum, sync
+    version = buf[body]
+    ctos = col(_TRUN_CTO)
+    cto_arr = (np.zeros(n, np.int32) if ctos is None else
+               (ctos.astype(np.uint32).view(np.int32) if version == 1 else
+                ctos.astype(np.int64).clip(0, 0x7FFFFFFF).astype(np.int32)))
+    fl = sflags if sflags is not None else np.full(n, d_flags, np.uint64)
+    if n and first_flags is not None:
+        fl = fl.copy()
+        fl[0] = first_flags
+    table = ((sizes if sizes is not None else np.full(n, d_size)).astype(np.uint32),
+             (durs if durs is not None else np.full(n, d_dur)).astype(np.uint32),
+             cto_arr, ((fl & _NON_SYNC) == 0).astype(np.uint8))
+    return n, data_off, dur_sum, size_sum, sync, table
 
 
 def _parse_moof(buf: bytes, moof_off: int, hdr: int, init: _Init) -> tuple[int, list[_Traf]]:
@@ -430,9 +470,12 @@ def _parse_moof(buf: bytes, moof_off: int, hdr: int, init: _Init) -> tuple[int, 
                     tfdt = _U32.unpack_from(buf, cb + 4)[0]
             elif ctyp == b"trun":
                 trun_no += 1
-                n, doff, dsum, ssum, sync = _parse_trun(buf, cb, ce, (d_dur, d_size, d_flags))
+                n, doff, dsum, ssum, sync, table = _parse_trun(buf, cb, ce,
+                                                               (d_dur, d_size, d_flags))
                 if doff is not None:
                     pos = base + doff
+                if n:
+                    traf.tables.append((pos, table))
                 if traf.sync is None and sync is not None:
                     traf.sync = (trun_no, sync[0] + 1, traf.duration + sync[1])
                 traf.count += n
@@ -477,6 +520,9 @@ def _scan(r: _Reader, init: _Init) -> _Scan:
         if typ == b"mfra" and not to_end and pos + size <= r.size and size <= MAX_META_BOX:
             mfra = (pos, size)
             stop = f"mfra at {pos}"
+            break
+        if typ == b"moov":
+            stop = f"a progressive moov at {pos} (a hybrid finish cut short)"
             break
         if typ != b"moof":
             stop = f"unexpected box {name!r} at {pos}" if name.isprintable() else \
@@ -545,6 +591,10 @@ def _scan(r: _Reader, init: _Init) -> _Scan:
                     trk.first = start
                 trk.end = start + t.duration
                 trk.samples += t.count
+                d = start
+                for off, arrays in t.tables:
+                    trk.runs.append((off, d, *arrays))
+                    d += int(arrays[1].sum())
             if t.sync is not None and trk.track_id not in indexed:
                 indexed.add(trk.track_id)
                 trun_no, sample_no, dt = t.sync
@@ -584,6 +634,59 @@ def _durations(init: _Init) -> tuple[list[tuple[_Field, int]], int]:
     if init.mehd is not None:
         patches.append((init.mehd, movie))  # last: a file whose mehd is set was fully patched
     return patches, movie
+
+
+def _table(t: _Track) -> tuple:
+    """The track's sample table for _core.progressive_moov. A gap between fragments (a tfdt
+    after the previous end; pyrec never writes one) lengthens the sample before it, so every
+    sample keeps its decode time."""
+    if not t.runs:
+        e32 = np.zeros(0, np.uint32)
+        return (t.track_id, 0, e32, e32, np.zeros(0, np.int32), np.zeros(0, np.uint8),
+                np.zeros(0, np.uint64), e32)
+    durs = [r[3].copy() for r in t.runs]
+    for k in range(1, len(t.runs)):
+        prev_end = t.runs[k - 1][1] + int(t.runs[k - 1][3].sum())
+        gap = t.runs[k][1] - prev_end
+        if gap > 0:
+            durs[k - 1][-1] = min(int(durs[k - 1][-1]) + gap, 0xFFFFFFFF)
+    return (t.track_id, t.runs[0][1],
+            np.ascontiguousarray(np.concatenate([r[2] for r in t.runs]), np.uint32),
+            np.ascontiguousarray(np.concatenate(durs), np.uint32),
+            np.ascontiguousarray(np.concatenate([r[4] for r in t.runs]), np.int32),
+            np.ascontiguousarray(np.concatenate([r[5] for r in t.runs]), np.uint8),
+            np.array([r[0] for r in t.runs], np.uint64),
+            np.array([len(r[2]) for r in t.runs], np.uint32))
+
+
+def _region_header(size: int) -> bytes:
+    """The header that makes [region start, + size) one mdat (fmp4_moov.c
+    pyrec_mp4_region_header): 32-bit size, or size 1 + 64-bit largesize."""
+    if size <= 0xFFFFFFFF:
+        return struct.pack(">I4s", size, b"mdat")
+    return struct.pack(">I4sQ", 1, b"mdat", size)
+
+
+def _hybrid_finished(r: _Reader) -> bool:
+    """ftyp, then an mdat from right after it to a moov without mvex that ends the file."""
+    h = r.header(0)
+    if h is None or h[0] != b"ftyp":
+        return False
+    pos = h[1]
+    h = r.header(pos)
+    if h is None or h[0] != b"mdat" or h[3]:
+        return False
+    pos += h[1]
+    h = r.header(pos)
+    if h is None or h[0] != b"moov" or h[3] or pos + h[1] != r.size or h[1] > MAX_META_BOX:
+        return False
+    buf = r.read(pos, h[1])
+    try:
+        kids = _children(buf, h[2], len(buf))
+    except _Bad:
+        return False
+    types = [k[0] for k in kids]
+    return b"mvex" not in types and b"mvhd" in types and b"trak" in types
 
 
 def _fits(f: _Field, v: int) -> int:
@@ -675,6 +778,8 @@ def is_finalized(path: str | os.PathLike[str]) -> bool:
     fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC)
     try:
         r = _Reader(fd, os.fstat(fd).st_size)
+        if _hybrid_finished(r):
+            return True
         tr = _trailer(r)
         if tr is None:
             return False
@@ -704,20 +809,32 @@ def _mfra_valid_shape(r: _Reader, off: int, size: int) -> bool:
     return bool(kids) and kids[-1][0] == b"mfro" and all(k[0] == b"tfra" for k in kids[:-1])
 
 
-def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairReport:
+def repair(path: str | os.PathLike[str], *, dry_run: bool = False,
+           finish: str = HYBRID) -> RepairReport:
     """Finalise a pyrec fMP4 file left open by a crash, in place.
 
     Keeps every complete, consistent moof+mdat fragment after the init segment, truncates the
-    rest (a fragment cut short, garbage), patches mvhd/tkhd/mdhd/mehd/elst durations and
-    appends an mfra, then fsyncs. A file without an init segment is reported UNRECOVERABLE
-    and left alone; a complete file is reported FINALIZED and left alone. `dry_run` reports
-    what would be done without writing. OSErrors (permissions, I/O) propagate."""
+    rest (a fragment cut short, a progressive moov whose finish was cut short, garbage),
+    patches mvhd/tkhd/mdhd/mehd/elst durations and fsyncs; then finishes the file as the
+    writer does: `finish="hybrid"` (default) appends a progressive moov, fsyncs, and rewrites
+    the reserved box after ftyp into the header of one mdat over the initial moov and the
+    fragments; `finish="fragmented"` appends an mfra. A file without an init segment is
+    reported UNRECOVERABLE and left alone; a complete file (either finish) is reported
+    FINALIZED and left alone. `dry_run` reports what would be done without writing.
+    OSErrors (permissions, I/O, a full disk) propagate; the file is then still a valid fMP4
+    and a later repair() finishes it."""
+    if finish not in (HYBRID, FRAGMENTED):
+        raise ValueError(f"finish must be {HYBRID!r} or {FRAGMENTED!r}, got {finish!r}")
     p = os.fspath(path)
     report = RepairReport(p, UNRECOVERABLE)
     fd = os.open(p, (os.O_RDONLY if dry_run else os.O_RDWR) | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         r = _Reader(fd, size)
+        if _hybrid_finished(r):
+            report.status = FINALIZED
+            report.message = "already finalized (hybrid MP4)"
+            return report
         try:
             init = _read_init(r)
         except _NoInit as e:
@@ -737,10 +854,16 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
             keep_mfra = old == mfra or _mfra_valid(r, off, msize, init)
         cut = scan.data_end + (scan.mfra[1] if keep_mfra and scan.mfra else 0)
         stale = [(f, v) for f, v in patches if f.value != _fits(f, v)]
-        if keep_mfra and cut == size and not stale and scan.mdat_fix is None:
+        reserved_mdat = init.reserved is not None and r.read(init.reserved + 4, 4) == b"mdat"
+        if (keep_mfra and cut == size and not stale and scan.mdat_fix is None
+                and not reserved_mdat):
             report.status = FINALIZED
             report.message = "already finalized"
             return report
+        hybrid = finish == HYBRID
+        if hybrid:
+            keep_mfra = False
+            cut = scan.data_end
 
         report.status = REPAIRED
         report.truncated_bytes = size - cut
@@ -750,7 +873,9 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
             what.append(f"cut {report.truncated_bytes} bytes at {cut} ({why})")
         if stale:
             what.append("patched durations")
-        if not keep_mfra:
+        if hybrid:
+            what.append("finished as a hybrid MP4 (progressive moov appended)")
+        elif not keep_mfra:
             what.append("replaced the mfra" if scan.mfra else "appended an mfra")
         report.message = (f"{'; '.join(what)}: {scan.fragments} fragments, "
                           f"{sum(report.samples.values())} samples, {report.duration_ms} ms")
@@ -762,16 +887,35 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
 
         # Order keeps the file repairable if this is cut short too: the mfra (which marks a
         # finished file) is written last, after the durations are on disk.
+        # A hybrid finish: the progressive moov is built before anything is written (its
+        # errors leave the file as it was).
+        moov = b""
+        if hybrid:
+            from pyrec import _core
+            moov = _core.progressive_moov(r.read(init.start, init.end - init.start),
+                                          [_table(t) for t in init.tracks.values()])
         if not keep_mfra:
             cut = scan.data_end
         os.ftruncate(fd, cut)
+        if reserved_mdat and init.reserved is not None:  # back to a valid fMP4 first
+            _pwrite_all(fd, _U32.pack(8) + b"free", init.reserved)
         if scan.mdat_fix is not None:
             off, msize = scan.mdat_fix
             _pwrite_all(fd, _U32.pack(msize), off)
         for f, v in patches:
             _pwrite_all(fd, _fits(f, v).to_bytes(f.width, "big"), f.off)
         os.fsync(fd)
-        if not keep_mfra:
+        if hybrid:
+            try:
+                _pwrite_all(fd, moov, cut)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, cut)  # e.g. a full disk: stays the valid fMP4 it is now
+                raise
+            start = init.reserved if init.reserved is not None else init.start
+            _pwrite_all(fd, _region_header(cut - start), start)
+            os.fsync(fd)
+        elif not keep_mfra:
             _pwrite_all(fd, mfra, cut)
             os.fsync(fd)
         return report

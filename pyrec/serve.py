@@ -64,15 +64,17 @@ class Service:
             from pyrec import repair
         except ImportError:  # pragma: no cover
             return []
-        roots = {self.config.record_root.resolve()}
-        roots |= {a.root.resolve() for v in self.config.vhosts.values() for a in v.apps.values()}
+        # each root with its app's finish (the record root alone: the default, hybrid)
+        roots = {self.config.record_root.resolve(): "hybrid"}
+        roots |= {a.root.resolve(): a.finish for v in self.config.vhosts.values()
+                  for a in v.apps.values()}
         out = []
-        for root in roots:
+        for root, finish in roots.items():
             if not root.exists():
                 continue
             for path in repair.find_unfinished(root):
                 try:
-                    rep = repair.repair(path)
+                    rep = repair.repair(path, finish=finish)
                 except OSError as e:
                     log.error("cannot finalise %s left open by a crash: %s", path, e)
                     continue

@@ -11,7 +11,8 @@ from typing import Any
 
 from pyrec import _core
 from pyrec.paths import PathContext
-from pyrec.recorder import FileSink, Output, RecordedFile, Recorder, SEGMENTATION_RULES
+from pyrec.recorder import (FINISH_MODES, SEGMENTATION_RULES, FileSink, Output, RecordedFile,
+                            Recorder)
 from pyrec.schedule import Schedule
 from pyrec.tracks import (DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME, TrackSpec, audio_timescale,
                           timescale_for)
@@ -66,9 +67,13 @@ def record_file(source: str, output: Output, *, tracks: Sequence[str] | None = N
                 segmentation: str = "discontinuity", part_duration_ms: int = 1000,
                 context: PathContext | None = None, overwrite: bool = False,
                 progress: Progress | None = None,
-                on_file: Callable[[RecordedFile], None] | None = None) -> list[RecordedFile]:
+                on_file: Callable[[RecordedFile], None] | None = None,
+                finish: str = "hybrid") -> list[RecordedFile]:
     """Record `source` into fMP4 files named by `output`. Returns the finished files.
+    `finish`: "hybrid" (files end as progressive MP4s too) or "fragmented" (fMP4 + mfra).
     KeyboardInterrupt finalises the open file first, then propagates."""
+    if finish not in FINISH_MODES:
+        raise ValueError(f"finish must be one of {FINISH_MODES}, got {finish!r}")
     if segmentation not in SEGMENTATION_RULES:
         raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}")
     if interval_ms and schedule:
@@ -77,17 +82,18 @@ def record_file(source: str, output: Output, *, tracks: Sequence[str] | None = N
     ctx = _context(source, context)
     if is_flv(source):
         return _record_flv(source, output, tracks, interval_ms, sched, segmentation,
-                           part_duration_ms, ctx, overwrite, progress, on_file)
+                           part_duration_ms, ctx, overwrite, progress, on_file, finish)
     return _record_av(source, output, tracks, interval_ms, sched, segmentation,
-                      part_duration_ms, ctx, overwrite, progress, on_file)
+                      part_duration_ms, ctx, overwrite, progress, on_file, finish)
 
 
 def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, interval_ms: int,
                 sched: Schedule | None, segmentation: str, part_duration_ms: int,
                 ctx: PathContext, overwrite: bool, progress: Progress | None,
-                on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
+                on_file: Callable[[RecordedFile], None] | None,
+                finish: str = "hybrid") -> list[RecordedFile]:
     # An FLV file has at most one video and one audio track; names follow OME's defaults.
-    sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file)
+    sink = FileSink(output, context=ctx, overwrite=overwrite, on_file=on_file, finish=finish)
     sid: list[int] = []
 
     def opener(sequence: int, start_ms: int) -> int:
@@ -105,7 +111,7 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
         mask = sum(1 << t.id for t in chosen)
         sid.append(source.attach(mask, opener, sink.close, part_duration_ms=part_duration_ms,
                                  continuity=segmentation == "continuity",
-                                 interval_ms=interval_ms, keep_leading=True))
+                                 interval_ms=interval_ms, keep_leading=True, finish=finish))
 
     src = _core.FlvSource(on_ready)
     stdin = source == "-"
@@ -171,7 +177,8 @@ def _spec_for(stream: Any) -> tuple[TrackSpec, int, int]:
 def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interval_ms: int,
                sched: Schedule | None, segmentation: str, part_duration_ms: int,
                ctx: PathContext, overwrite: bool, progress: Progress | None,
-               on_file: Callable[[RecordedFile], None] | None) -> list[RecordedFile]:
+               on_file: Callable[[RecordedFile], None] | None,
+               finish: str = "hybrid") -> list[RecordedFile]:
     import av  # deferred: FLV recording does not need it
 
     try:
@@ -199,7 +206,7 @@ def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interv
         rec = Recorder(list(specs), output, part_duration_ms=part_duration_ms,
                        interval_ms=interval_ms, schedule=sched, segmentation=segmentation,
                        keep_leading=True, in_timescale=in_ts,
-                       context=ctx, overwrite=overwrite, on_file=on_file)
+                       context=ctx, overwrite=overwrite, on_file=on_file, finish=finish)
         duration = container.duration / 1e6 if container.duration else 0.0
         try:
             _demux_into(container, selected, index_of, mults, rec, progress, duration)

@@ -32,6 +32,7 @@ from pyrec.store import TaskStore
 __all__ = ["TaskManager", "Task", "TaskSpec", "iso_time"]
 
 log = logging.getLogger("pyrec.tasks")
+_FINISH_RETRY_S = 2.0  # how often a file cut short by a full disk is tried again
 
 Clock = Callable[[], datetime]
 _EXTENSIONS = (".mp4", ".m4v", ".m4a")
@@ -272,6 +273,11 @@ class TaskManager:
         self.ingest: IngestServer | None = None
         self._lock = threading.RLock()
         self._tasks: dict[tuple[str, str], dict[str, Task]] = {}
+        # files cut short by a write error (a full disk): path -> (finish, next try, task id,
+        # (st_dev, st_ino)); finished by tick() as soon as the disk has room, else at the next
+        # start-up; a path that names another file by then (removed, made anew) is dropped
+        self._unfinished: dict[str, tuple[str, float, str, tuple[int, int]]] = {}
+        self._finishing = threading.Lock()  # one finisher at a time (tick thread, close)
         for vhost, app, _id, data in self.store.load():
             try:
                 task = Task.restore(vhost, app, data)
@@ -305,8 +311,9 @@ class TaskManager:
             path = task.open_path
             task.open_path = None
             if os.path.exists(path):
+                appcfg = self.config.app(task.vhost, task.app)
                 try:
-                    rep = repair.repair(path)
+                    rep = repair.repair(path, finish=appcfg.finish if appcfg else "hybrid")
                 except OSError as e:
                     log.error("task %s: cannot finalise %s: %s", task.spec.id, path, e)
                     continue
@@ -372,7 +379,44 @@ class TaskManager:
                     rec.stop()
                 except (_core.PyrecError, OSError, ValueError) as e:
                     log.warning("task %s: %s", task.spec.id, e)
+        self._finish_unfinished(force=True)
         self.store.close()
+
+    def _finish_unfinished(self, *, force: bool = False) -> None:
+        """Finish the files a write error cut short (whole fragments, no index) once the disk
+        has room; a file that still cannot be finished is retried every few seconds, and the
+        start-up scan finishes whatever is left."""
+        import time
+
+        with self._finishing:
+            now = time.monotonic()
+            with self._lock:
+                due = [(p, v) for p, v in self._unfinished.items() if force or now >= v[1]]
+            if due:
+                self._finish_files(due, now)
+
+    def _finish_files(self, due: list[tuple[str, tuple[str, float, str, tuple[int, int]]]],
+                      now: float) -> None:
+        from pyrec import repair
+
+        for path, (finish, _, tid, ident) in due:
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) != ident:
+                    raise FileNotFoundError(path)  # not the file that was cut short
+                rep = repair.repair(path, finish=finish)
+            except FileNotFoundError:
+                rep = None
+            except OSError as e:  # still no room (or another write error): later
+                with self._lock:
+                    self._unfinished[path] = (finish, now + _FINISH_RETRY_S, tid, ident)
+                log.debug("task %s: %s not finished yet: %s", tid, path, e)
+                continue
+            with self._lock:
+                self._unfinished.pop(path, None)
+            if rep is not None and rep.status == repair.REPAIRED:
+                log.warning("task %s: finished %s, cut short by a write error: %s", tid, path,
+                            rep.message)
 
     # ---- the Record API --------------------------------------------------------------
 
@@ -614,7 +658,8 @@ class TaskManager:
             rec = live.record(sink=sink, track_ids=ids,
                               interval_ms=task.spec.interval or 0,
                               continuity=task.spec.continuity,
-                              part_duration_ms=self.config.part_duration_ms)
+                              part_duration_ms=self.config.part_duration_ms,
+                              finish=appcfg.finish)
         except (_core.PyrecError, ApiError, OSError, ValueError) as e:
             with self._lock:
                 task.attaching = False
@@ -690,6 +735,14 @@ class TaskManager:
                 task.state = "error"
                 task.error = f"{f.error}: {f.error_message or 'write failed'}"
                 log.error("task %s/%s/%s: %s", task.vhost, task.app, task.spec.id, task.error)
+                if f.bytes:  # whole fragments, no index: finish it when the disk has room
+                    appcfg = self.config.app(task.vhost, task.app)
+                    try:
+                        st = os.stat(f.path)
+                        self._unfinished[f.path] = (appcfg.finish if appcfg else "hybrid", 0.0,
+                                                    task.spec.id, (st.st_dev, st.st_ino))
+                    except OSError:
+                        pass  # gone already: nothing to finish
             self._save(task)
         self._append_info(task, f.path, f.bytes, max(0, f.end_ms - f.start_ms), f.sequence, last,
                           f.start_time, f.end_time)
@@ -794,3 +847,5 @@ class TaskManager:
             log.info("task %s/%s/%s: %s did not return within the grace period", t.vhost, t.app,
                      t.spec.id, t.spec.stream_name)
             self._discard_parked(t)
+        if self._unfinished:
+            self._finish_unfinished()

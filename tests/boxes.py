@@ -12,6 +12,12 @@ samples (decode time, composition offset, duration, size, flags, file offset).
 `allow_truncated=True` accepts a file whose last top-level box is cut short (a file being
 written, or left by a crash) and reports it in `mp4.truncated_at`; the incomplete box is
 ignored.
+
+A hybrid-finished file (ftyp, one mdat, a moov without mvex at the end) is read both ways:
+`mp4.hybrid` holds the progressive view (top-level boxes, the moov's tracks with the samples
+of their sample tables), and the rest of `mp4` is the fragmented file the mdat holds (its
+reserved header restored to the `free` box, or for a 16-byte header the initial moov's
+header), so the fragment checks apply unchanged. `check_hybrid` compares the two.
 """
 
 from __future__ import annotations
@@ -163,6 +169,18 @@ class Track:
 
 
 @dataclass
+class Hybrid:
+    """The progressive view of a hybrid-finished file."""
+
+    boxes: list[Box]              # ftyp, mdat, moov
+    header: int                   # 8 or 16: the mdat header written over the reserved box
+    movie_timescale: int = 0
+    mvhd_duration: int = 0
+    has_mvex: bool = False
+    tracks: dict[int, Track] = field(default_factory=dict)
+
+
+@dataclass
 class Mp4:
     path: str
     size: int
@@ -177,6 +195,7 @@ class Mp4:
     mfro_size: int | None = None
     mfra_size: int | None = None
     truncated_at: int | None = None
+    hybrid: Hybrid | None = None
     _data: bytes = b""
 
     def payload(self, s: Sample) -> bytes:
@@ -608,6 +627,102 @@ def _mfra(data: bytes, mfra: Box, mp4: Mp4) -> None:
             raise _fail(f"unexpected box {c.type!r} in mfra")
 
 
+def _stbl_samples(data: bytes, trk: Track, stbl: Box) -> list[Sample]:
+    """Every sample of a progressive track from its sample table (8.6.1.2 stts, 8.6.1.3 ctts,
+    8.6.2 stss, 8.7.3.2 stsz, 8.7.4 stsc, 8.7.5 stco/co64)."""
+    def entries(t: bytes, width: int, signed_last: bool = False) -> list[tuple[int, ...]]:
+        b = stbl.find(t)
+        if b is None:
+            return []
+        r = _R(data, b)
+        v, _ = r.full()
+        n = r.u(4)
+        out = []
+        for _ in range(n):
+            row = tuple(r.u(4) for _ in range(width - 1))
+            last = r.s32() if (signed_last and v == 1) else r.u(4)
+            out.append(row + (last,))
+        r.done()
+        return out
+    durs = [d for n, d in entries(b"stts", 2) for _ in range(n)]
+    ctos = [c for n, c in entries(b"ctts", 2, True) for _ in range(n)] or [0] * len(durs)
+    stsz = stbl.find(b"stsz")
+    if stsz is None:
+        raise _fail(f"track {trk.track_id}: no stsz")
+    r = _R(data, stsz)
+    r.full()
+    fixed, count = r.u(4), r.u(4)
+    sizes = [fixed] * count if fixed else [r.u(4) for _ in range(count)]
+    r.done()
+    co = stbl.find(b"stco") or stbl.find(b"co64")
+    if co is None:
+        raise _fail(f"track {trk.track_id}: no stco/co64")
+    r = _R(data, co)
+    r.full()
+    offs = [r.u(8 if co.type == b"co64" else 4) for _ in range(r.u(4))]
+    r.done()
+    stsc = entries(b"stsc", 3)
+    stss = stbl.find(b"stss")
+    sync = None
+    if stss is not None:
+        sync = {e[0] for e in entries(b"stss", 1)}
+    if not (len(durs) == len(ctos) == len(sizes)):
+        raise _fail(f"track {trk.track_id}: stts {len(durs)}, ctts {len(ctos)}, stsz "
+                    f"{len(sizes)} samples")
+    out: list[Sample] = []
+    k = 0
+    for ci, off in enumerate(offs):
+        chunk = ci + 1
+        per = next((e[1] for e in reversed(stsc) if e[0] <= chunk), None)
+        if per is None:
+            raise _fail(f"track {trk.track_id}: chunk {chunk} not in stsc")
+        for _ in range(per):
+            if k >= len(sizes):
+                raise _fail(f"track {trk.track_id}: stsc maps more samples than stsz has")
+            dts = out[-1].dts + out[-1].duration if out else 0
+            flags = 0 if sync is None or (k + 1) in sync else 0x10000
+            out.append(Sample(dts, ctos[k], durs[k], sizes[k], flags, off, -1))
+            off += sizes[k]
+            k += 1
+    if k != len(sizes):
+        raise _fail(f"track {trk.track_id}: chunks hold {k} samples, stsz {len(sizes)}")
+    return out
+
+
+def _unwrap_hybrid(data: bytes, boxes: list[Box]) -> tuple[bytes, Hybrid] | None:
+    """For ftyp, mdat, moov (no mvex) where the mdat starts right after ftyp: the progressive
+    view, and the fragmented file the mdat holds (with the reserved header restored)."""
+    if [b.type for b in boxes] != [b"ftyp", b"mdat", b"moov"] or boxes[1].offset != boxes[0].end:
+        return None
+    mdat, moov = boxes[1], boxes[2]
+    h = Hybrid(boxes, mdat.header, has_mvex=moov.find(b"mvex") is not None)
+    inner = data[:moov.offset]
+    if mdat.header == 8:
+        inner = inner[:mdat.offset] + struct.pack(">I4s", 8, b"free") + inner[mdat.offset + 8:]
+    else:  # the initial moov's own header was overwritten: its size is up to the first moof
+        pos = mdat.offset + 16
+        while pos + 8 <= len(inner):
+            size, typ = struct.unpack_from(">I4s", inner, pos)
+            if typ == b"moof" or size < 8:
+                break
+            pos += size
+        inner = (inner[:mdat.offset] + struct.pack(">I4sI4s", 8, b"free", pos - mdat.offset - 8,
+                                                   b"moov") + inner[mdat.offset + 16:])
+    mvhd = moov.find(b"mvhd")
+    if mvhd is None:
+        raise _fail("final moov has no mvhd")
+    tmp = Mp4("", len(data), boxes)
+    _mvhd(data, mvhd, tmp)
+    h.movie_timescale, h.mvhd_duration = tmp.movie_timescale, tmp.mvhd_duration
+    for trak in moov.findall(b"trak"):
+        trk = _trak(data, trak)
+        stbl = trak.find(b"mdia", b"minf", b"stbl")
+        assert stbl is not None
+        trk.samples = _stbl_samples(data, trk, stbl)
+        h.tracks[trk.track_id] = trk
+    return inner, h
+
+
 def parse_mp4(src: str | os.PathLike | bytes, *, allow_truncated: bool = False) -> Mp4:
     """Walk and parse a (fragmented) MP4 file; raise BoxError on any inconsistency."""
     if isinstance(src, (bytes, bytearray, memoryview)):
@@ -617,7 +732,13 @@ def parse_mp4(src: str | os.PathLike | bytes, *, allow_truncated: bool = False) 
         with open(path, "rb") as f:
             data = f.read()
     boxes, trunc = walk(data, allow_truncated=allow_truncated)
+    hybrid = _unwrap_hybrid(data, boxes) if trunc is None else None
+    if hybrid is not None:
+        data, hyb = hybrid
+        boxes, trunc = walk(data)
     mp4 = Mp4(path, len(data), boxes, truncated_at=trunc, _data=data)
+    if hybrid is not None:
+        mp4.hybrid = hyb
     if not boxes or boxes[0].type not in (b"ftyp", b"styp"):
         raise _fail(f"{path}: first box is {boxes[0].type if boxes else None!r}, not ftyp")
     ftyp = boxes[0]
@@ -668,9 +789,11 @@ def check_fragmented(mp4: Mp4, *, finalized: bool = True) -> None:
     sequence numbers increasing, decode times contiguous per track), then — when `finalized` —
     mfra whose mfro size matches and whose tfra entries point at sync samples."""
     order = [b.type for b in mp4.boxes]
+    if order[1:2] == [b"free"] and mp4.boxes[1].size == 8:  # the box reserved for the hybrid
+        order = order[:1] + order[2:]
     if order[:2] != [b"ftyp", b"moov"]:
         raise _fail(f"file starts with {order[:2]}, expected ftyp, moov")
-    moov = mp4.boxes[1]
+    moov = mp4.top(b"moov")[0]
     if moov.find(b"mvex") is None:
         raise _fail("moov has no mvex: not a fragmented file")
     for tid, trk in mp4.tracks.items():
@@ -691,7 +814,10 @@ def check_fragmented(mp4: Mp4, *, finalized: bool = True) -> None:
         else:
             i += 1
     tail = rest[i:]
-    if finalized:
+    if finalized and mp4.hybrid is not None:
+        if tail:
+            raise _fail(f"inside the hybrid mdat, after the fragments: {tail}")
+    elif finalized:
         if tail != [b"mfra"]:
             raise _fail(f"after the fragments: {tail}, expected [mfra]")
     elif tail not in ([], [b"mfra"]):
@@ -732,8 +858,45 @@ def check_fragmented(mp4: Mp4, *, finalized: bool = True) -> None:
         for s in trk.samples:
             if s.duration <= 0 and s is not trk.samples[-1]:
                 raise _fail(f"track {tid}: sample at dts {s.dts} has duration {s.duration}")
-    if finalized:
+    if finalized and mp4.hybrid is not None:
+        check_hybrid(mp4)
+    elif finalized:
         check_mfra(mp4)
+
+
+def check_hybrid(mp4: Mp4) -> None:
+    """A hybrid-finished file: ftyp, then one mdat from right after ftyp to the final moov,
+    then that moov (no mvex) ending the file; per track its sample table lists exactly the
+    fragments' samples (offset, size, duration, composition offset up to one shift per track,
+    sync flag) and its durations are the fragments' (movie = longest track)."""
+    h = mp4.hybrid
+    if h is None:
+        raise _fail("not a hybrid-finished file (expected ftyp, mdat, moov)")
+    ftyp, mdat, moov = h.boxes
+    if mdat.offset != ftyp.end or moov.offset != mdat.end or moov.end != len(mp4._data) + moov.size:
+        raise _fail("hybrid: ftyp, mdat, moov do not tile the file")
+    if h.has_mvex:
+        raise _fail("hybrid: the final moov has an mvex")
+    if sorted(h.tracks) != sorted(mp4.tracks):
+        raise _fail(f"hybrid: tracks {sorted(h.tracks)} vs fragments {sorted(mp4.tracks)}")
+    longest = 0
+    for tid, frag in mp4.tracks.items():
+        prog = h.tracks[tid]
+        if len(prog.samples) != len(frag.samples):
+            raise _fail(f"hybrid track {tid}: {len(prog.samples)} samples in stbl, "
+                        f"{len(frag.samples)} in the fragments")
+        shift = (prog.samples[0].cto - frag.samples[0].cto) if frag.samples else 0
+        for i, (p, f) in enumerate(zip(prog.samples, frag.samples)):
+            if (p.offset, p.size, p.duration, p.sync) != (f.offset, f.size, f.duration, f.sync):
+                raise _fail(f"hybrid track {tid} sample {i}: stbl {p} vs fragment {f}")
+            if p.cto - f.cto != shift:
+                raise _fail(f"hybrid track {tid} sample {i}: cto {p.cto} vs {f.cto} "
+                            f"(shift {shift})")
+        if prog.mdhd_duration != sum(s.duration for s in frag.samples):
+            raise _fail(f"hybrid track {tid}: mdhd {prog.mdhd_duration}")
+        longest = max(longest, prog.tkhd_duration)
+    if h.mvhd_duration != longest:
+        raise _fail(f"hybrid: mvhd duration {h.mvhd_duration}, longest track {longest}")
 
 
 def _is_large(mp4: Mp4, offset: int) -> bool:

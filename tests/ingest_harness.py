@@ -237,10 +237,10 @@ def av1_payloads(clip: media.Clip) -> dict[str, bytes]:
 def check_recording(f, clip: media.Clip, *, expected: dict | None = None, decode: bool = True,
                     payloads: dict[str, bytes] | None = None) -> None:
     """One recorded file holds exactly `expected` (default: the clip's packets from the first
-    video keyframe on), byte for byte, with the source's timestamps rebased, a finalised fMP4
-    structure (mfra, patched durations) and A/V alignment; with `decode`, ffprobe and PyAV agree
-    and every frame decodes. `payloads` maps a source packet's sha1 to the bytes expected in
-    the file when they differ (AV1)."""
+    video keyframe on), byte for byte, with the source's timestamps rebased, a finalised
+    structure (hybrid moov or mfra, patched durations) and A/V alignment; with `decode`,
+    ffprobe and PyAV agree and every frame decodes. `payloads` maps a source packet's sha1 to
+    the bytes expected in the file when they differ (AV1)."""
     streams = clip.streams
     exp_map = expected if expected is not None else media.expected_packets(clip)
     exp = [exp_map[st.index] for st in streams]

@@ -4,11 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v ffprobe >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
-  echo "== installing Debian ffmpeg (ffprobe and the ffmpeg CLI are test peers)"
+# Test peers from Debian, installed when missing: ffprobe and the ffmpeg CLI; GStreamer's
+# qtdemux (gst-launch-1.0, gst-discoverer-1.0, the libav decoders), a headless Chromium
+# <video> and strace (a SIGKILL delivered on a chosen system call) for the hybrid finish.
+need=()
+command -v ffprobe >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools)
+command -v gst-discoverer-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base-apps)
+[ -n "$(find /usr/lib -name libgstisomp4.so 2>/dev/null | head -1)" ] ||
+  need+=(gstreamer1.0-plugins-good)
+[ -n "$(find /usr/lib -name libgstlibav.so 2>/dev/null | head -1)" ] || need+=(gstreamer1.0-libav)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v strace >/dev/null 2>&1 || need+=(strace)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing from Debian: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}

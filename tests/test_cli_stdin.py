@@ -1,5 +1,5 @@
 """`pyrec record -` reads FLV from standard input (a live pipe from ffmpeg); Ctrl-C (SIGINT)
-finalises the open file: durations patched, mfra appended, every fragment playable."""
+finalises the open file: durations patched, finished (hybrid moov), every sample playable."""
 from __future__ import annotations
 
 import signal

@@ -43,7 +43,8 @@ def test_part_duration_bounds_fragments(clips, out_dir, part_ms):
 def test_mfra_indexes_keyframes(clips, out_dir):
     clip = clips.get(video="h264", audio="aac", seconds=3.0)
     specs = [media.track_spec(pyrec, st) for st in clip.streams]
-    rec = pyrec.Recorder(specs, str(out_dir / "f_${Sequence}.mp4"), part_duration_ms=500)
+    rec = pyrec.Recorder(specs, str(out_dir / "f_${Sequence}.mp4"), part_duration_ms=500,
+                         finish="fragmented")  # the mfra is the fragmented finish's index
     media.feed(rec, clip)
     files = rec.close()
     mp4 = checks.parse_recording(files[0].path)  # check_mfra: mfro size, entries -> sync samples

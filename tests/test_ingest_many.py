@@ -51,7 +51,7 @@ def test_twenty_publishers_at_once(clips, ingest):
 
 def test_publisher_killed_mid_gop(clips, ingest, caplog):
     """A paced publisher is SIGKILLed between keyframes: its stream ends, its file is finished
-    (mfra, durations patched) and is an exact prefix of the source; another stream publishing
+    (durations patched, hybrid moov) and is an exact prefix of the source; another stream publishing
     at the same time records to the end."""
     caplog.set_level(logging.INFO, logger="pyrec.ingest")
     victim_clip = clips.flv("kill_victim", seconds=6.0, gop=60, size="160x120")  # keys 0, 2, 4 s
@@ -90,8 +90,9 @@ def test_publisher_killed_mid_gop(clips, ingest, caplog):
     assert not victim_clip.video.packets[nv].key, "the kill did not land mid-GOP"
     assert na > 0
     check_recording(f, victim_clip, expected=prefix_expected(victim_clip, f))
-    mp4 = checks.parse_recording(f.path)  # finalised: mfra last, tfra on sync samples
-    assert mp4.boxes[-1].type == b"mfra"
+    mp4 = checks.parse_recording(f.path)  # finalised: the hybrid moov after the fragments
+    assert mp4.hybrid is not None and [b.type for b in mp4.hybrid.boxes] == \
+        [b"ftyp", b"mdat", b"moov"]
     # the other stream: complete
     files = srv.files("other")
     assert len(files) == 1, files

@@ -1,7 +1,11 @@
 """Crash repair: files left open by a killed process, a power loss or a full disk are finalised
 by pyrec.repair — every complete fragment kept (exactly a prefix of what was written), the rest
-cut off, durations patched and an mfra appended — and checked by independent readers (the box
-walker in boxes.py, ffprobe, PyAV)."""
+cut off, durations patched and the file finished — and checked by independent readers (the box
+walker in boxes.py, ffprobe, PyAV).
+
+Most tests here check the fragmented finish (an mfra appended) byte for byte against a clean
+close with `finish="fragmented"`; the hybrid finish (repair's default) is checked the same way
+in test_hybrid.py, and the real crashes below use the defaults."""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ def finished(tmp_path_factory, clips):
     clip = clips.get(video="h264", audio="aac", seconds=3.0, gop=15)
     d = tmp_path_factory.mktemp("repair_src")
     specs = [media.track_spec(pyrec, st) for st in clip.streams]
-    rec = pyrec.Recorder(specs, str(d / "rec.mp4"), part_duration_ms=500)
+    rec = pyrec.Recorder(specs, str(d / "rec.mp4"), part_duration_ms=500, finish="fragmented")
     media.feed(rec, clip)
     path = rec.close()[0].path
     mp4 = boxes.parse_mp4(path)
@@ -58,6 +62,11 @@ def finished(tmp_path_factory, clips):
 
 
 TRIMMED: dict[int, int] = {}
+
+
+def _frag(path, **kw) -> R.RepairReport:
+    """repair() with the fragmented finish, which the `finished` fixture was closed with."""
+    return R.repair(path, finish=R.FRAGMENTED, **kw)
 
 
 def _write(path, data: bytes):
@@ -171,7 +180,7 @@ def check_repaired(path, orig: boxes.Mp4, n_frags: int, *, decode: bool = True) 
     # repairing twice is a no-op
     before = _read(path)
     assert R.is_finalized(path)
-    again = R.repair(path)
+    again = _frag(path)
     assert again.status == R.FINALIZED, again
     assert _read(path) == before
     return mp4
@@ -185,7 +194,7 @@ def test_finished_file_is_left_alone(finished, tmp_path):
     _, mp4, data = finished
     path = _write(tmp_path / "done.mp4", data)
     assert R.is_finalized(path)
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.FINALIZED and rep.truncated_bytes == 0
     assert rep.fragments == len(mp4.fragments)
     assert rep.samples == {t: len(mp4.tracks[t].samples) for t in mp4.track_ids()}
@@ -199,7 +208,7 @@ def test_killed_at_a_boundary_is_restored_byte_for_byte(finished, tmp_path):
     _, mp4, data = finished
     path = _write(tmp_path / "k.mp4", _unfinished(data, mp4))
     assert not R.is_finalized(path)
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.truncated_bytes == 0, rep
     assert rep.fragments == len(mp4.fragments)
     assert _read(path) == data
@@ -211,7 +220,7 @@ def test_mfra_written_durations_not_patched(finished, tmp_path):
     _, mp4, data = finished
     path = _write(tmp_path / "m.mp4", _zero_durations(data, mp4))
     assert not R.is_finalized(path)
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.truncated_bytes == 0, rep
     assert "durations" in rep.message
     assert _read(path) == data
@@ -223,10 +232,10 @@ def test_dry_run_changes_nothing(finished, tmp_path):
     cut = ends[2] + 100
     src = _unfinished(data, mp4)[:cut]
     path = _write(tmp_path / "d.mp4", src)
-    dry = R.repair(path, dry_run=True)
+    dry = _frag(path, dry_run=True)
     assert _read(path) == src
     assert dry.status == R.REPAIRED and "dry run" in dry.message
-    real = R.repair(path)
+    real = _frag(path)
     assert (dry.truncated_bytes, dry.fragments, dry.samples, dry.duration_ms) == \
         (real.truncated_bytes, real.fragments, real.samples, real.duration_ms)
     assert (real.truncated_bytes, real.fragments) == (100, 3)
@@ -271,7 +280,7 @@ def test_truncated_at_many_offsets(finished, tmp_path):
         for variant, src in (("zeroed", unfinished), ("patched", data)):
             path = _write(tmp_path / f"cut{i}_{variant}.mp4", src[:cut])
             assert not R.is_finalized(path), where
-            rep = R.repair(path)
+            rep = _frag(path)
             n = _kept_fragments(mp4, cut)
             end = _frag_ends(mp4)[n - 1] if n else _moov_end(mp4)
             assert rep.status == R.REPAIRED, (where, rep)
@@ -294,7 +303,7 @@ def test_no_init_segment_is_unrecoverable(finished, tmp_path, cut):
     path = _write(tmp_path / "u.mp4", data[:n])
     assert not R.is_finalized(path)
     for dry in (True, False):
-        rep = R.repair(path, dry_run=dry)
+        rep = _frag(path, dry_run=dry)
         assert rep.status == R.UNRECOVERABLE, rep
         assert "init segment" in rep.message
         assert rep.fragments == 0 and rep.truncated_bytes == 0
@@ -303,7 +312,7 @@ def test_no_init_segment_is_unrecoverable(finished, tmp_path, cut):
 
 def test_not_mp4_is_unrecoverable(tmp_path):
     path = _write(tmp_path / "junk.mp4", os.urandom(5000))
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.UNRECOVERABLE
     assert _read(path) and len(_read(path)) == 5000
 
@@ -330,14 +339,14 @@ def test_garbage_appended(finished, tmp_path, kind):
     # after the 3rd fragment of an unfinished file
     src = _unfinished(data, mp4)[:ends[2]] + garbage
     path = _write(tmp_path / "g.mp4", src)
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.fragments == 3, rep
     assert rep.truncated_bytes == len(garbage), rep
     check_repaired(path, mp4, 3)
     # after a finished file: the garbage goes, the file is the original again
     path2 = _write(tmp_path / "g2.mp4", data + garbage)
     assert not R.is_finalized(path2)
-    rep = R.repair(path2)
+    rep = _frag(path2)
     assert rep.status == R.REPAIRED and rep.truncated_bytes == len(garbage), rep
     assert _read(path2) == data
 
@@ -350,7 +359,7 @@ def test_moof_pointing_outside_its_mdat_is_dropped(finished, tmp_path):
     b = bytearray(_unfinished(data, mp4))
     struct.pack_into(">I", b, f.mdat_offset, f.mdat_size - 10)  # mdat too small for its moof
     path = _write(tmp_path / "o.mp4", bytes(b[:f.mdat_offset + f.mdat_size - 10]))
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.fragments == 3 and "outside" in rep.message, rep
     check_repaired(path, mp4, 3, decode=False)
 
@@ -408,10 +417,10 @@ def test_version0_boxes(finished, tmp_path):
     v0 = b"".join(_to_v0(src, b) if b.type in (b"moov", b"moof") else src[b.offset:b.end]
                   for b in top)
     v0_mp4 = boxes.parse_mp4(v0)
-    assert boxes.walk(v0)[0][1].find(b"mvhd") is not None
+    assert boxes.walk(v0)[0][2].find(b"mvhd") is not None  # ftyp, free, moov
     cut = _frag_ends(v0_mp4)[3] + 50
     path = _write(tmp_path / "v0.mp4", v0[:cut])
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.fragments == 4 and rep.truncated_bytes == 50, rep
     got = check_repaired(path, v0_mp4, 4)
     moov = got.top(b"moov")[0]
@@ -422,7 +431,7 @@ def test_version0_boxes(finished, tmp_path):
     assert got.mvhd_duration > 0
     # same durations as the version-1 file repaired at the same place
     path1 = _write(tmp_path / "v1.mp4", src[:_frag_ends(mp4)[3]])
-    R.repair(path1)
+    _frag(path1)
     v1 = boxes.parse_mp4(path1)
     assert got.mvhd_duration == v1.mvhd_duration
     assert [t.mdhd_duration for t in got.tracks.values()] == \
@@ -437,7 +446,7 @@ def test_mdat_size_zero_to_end_of_file(finished, tmp_path):
     b = bytearray(_unfinished(data, mp4)[:f.mdat_offset + f.mdat_size])
     struct.pack_into(">I", b, f.mdat_offset, 0)
     path = _write(tmp_path / "z.mp4", bytes(b) + bytes(500))
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.fragments == 3 and rep.truncated_bytes == 500, rep
     check_repaired(path, mp4, 3)
 
@@ -478,7 +487,7 @@ def test_huge_sparse_file_is_not_read(finished, tmp_path):
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()
     assert not R.is_finalized(path)
-    rep = R.repair(path)
+    rep = _frag(path)
     elapsed = time.monotonic() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert rep.status == R.REPAIRED and rep.fragments == 1 and rep.truncated_bytes == 100, rep
@@ -486,7 +495,7 @@ def test_huge_sparse_file_is_not_read(finished, tmp_path):
     assert elapsed < 10
     assert rss1 - rss0 < 200 * 1024  # KiB: nothing near the 5 GiB payload was read
     assert R.is_finalized(path)
-    assert R.repair(path).status == R.FINALIZED
+    assert _frag(path).status == R.FINALIZED
     # the tail: an mfra pointing at the big moof, then its mfro
     with open(path, "rb") as fh:
         fh.seek(-16, os.SEEK_END)
@@ -510,7 +519,7 @@ def test_index_thinning_keeps_the_writer_rule(finished, tmp_path, monkeypatch):
     _, mp4, data = finished
     monkeypatch.setattr(R, "MAX_INDEX_ENTRIES", 2)
     path = _write(tmp_path / "t.mp4", _unfinished(data, mp4))
-    R.repair(path)
+    _frag(path)
     got = boxes.parse_mp4(path)
     boxes.check_fragmented(got, finalized=True)
     for tid, trk in got.tracks.items():
@@ -616,16 +625,19 @@ def test_sigkill_mid_recording(clips, tmp_path):
 
 def test_disk_full(clips, tmp_path):
     """The file size limit hit mid-recording (EFBIG, like ENOSPC): the writer cuts its partial
-    write back and the process dies without closing; repair finalises what is there."""
+    write back, and the file it gives up is finished at once when the index fits in the room
+    that freed (here: the hybrid moov); the process then dies without closing. What is there
+    is a finished prefix of the source. (Repair on a disk that stays full: test_hybrid.py.)"""
     clip = clips.get(video="h264", audio="aac", seconds=6.0)
     out = tmp_path / "full.mp4"
     info, rc = _child(tmp_path, clip.path, out, stop_s=10.0, fsize=60_000)
     assert info["err"] is not None, "the size limit was not hit"
     assert os.path.getsize(out) <= 60_000
-    assert not R.is_finalized(out)
+    assert R.is_finalized(out)
     rep = R.repair(out)
-    assert rep.status == R.REPAIRED and rep.fragments >= 1, rep
-    _check_against_source(out, clip)
+    assert rep.status == R.FINALIZED, rep
+    mp4 = _check_against_source(out, clip)
+    assert mp4.hybrid is not None and len(mp4.fragments) >= 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,7 +707,7 @@ def test_defaults_from_tfhd_and_first_sample_flags(finished, tmp_path):
     payload = bytes(sum(vsizes) + na * asize)
     src = _unfinished(data, mp4)[:moov_end] + bytes(moof) + _box(b"mdat", payload)
     path = _write(tmp_path / "def.mp4", src + bytes(moof[:40]))  # + a cut-short fragment
-    rep = R.repair(path)
+    rep = _frag(path)
     assert rep.status == R.REPAIRED and rep.truncated_bytes == 40, rep
     assert rep.fragments == 1 and rep.samples == {1: nv, 2: na}
     got = boxes.parse_mp4(path)
@@ -705,4 +717,4 @@ def test_defaults_from_tfhd_and_first_sample_flags(finished, tmp_path):
     assert [s.sync for s in v.samples] == [True] + [False] * (nv - 1)
     assert [(e.time, e.sample_number) for e in v.tfra] == [(v0, 1)]
     assert [(e.time, e.sample_number) for e in a.tfra] == [(a0, 1)]
-    assert R.repair(path).status == R.FINALIZED
+    assert _frag(path).status == R.FINALIZED

@@ -303,7 +303,7 @@ def read_rec(path: str | os.PathLike, clip: media.Clip,
     shift shared by all tracks) and composition offset."""
     path = Path(path)
     mp4 = boxes.parse_mp4(path)
-    boxes.check_fragmented(mp4, finalized=True)  # mfra present: the file was closed cleanly
+    boxes.check_fragmented(mp4, finalized=True)  # finished (hybrid moov): closed cleanly
     ids = mp4.track_ids()
     assert [mp4.tracks[i].handler for i in ids] == [KIND_HANDLER[k] for k in kinds], (
         f"{path.name}: tracks {[mp4.tracks[i].handler for i in ids]}, expected {kinds}")
@@ -496,7 +496,7 @@ def test_stop_mid_stream_returns_a_finished_file(service, publish, clip4):
     assert p.poll() is None, "the publisher should still be pushing"
     # the response has arrived: the file must already be complete, before anything else runs
     path = run.root / s["outputFilePath"]
-    rec = read_rec(path, clip4)  # mfra present, durations patched (assert_durations)
+    rec = read_rec(path, clip4)  # finished, durations patched (assert_durations)
     check_series([rec], clip4, complete=False)
     assert_plays(rec)
     assert rec.count("video") < len(clip4.video.packets)  # really stopped mid-stream
@@ -739,7 +739,7 @@ def test_service_stop_while_recording_finishes_the_file(service, publish, clip4,
     p.kill()
     files = mp4_files(run.root, "default/app/cam11")
     assert len(files) == 1
-    rec = read_rec(files[0], clip4)  # finalised (mfra, durations), not left for crash repair
+    rec = read_rec(files[0], clip4)  # finalised (hybrid moov, durations), not left for crash repair
     check_series([rec], clip4, complete=False)
     assert_plays(rec)
 

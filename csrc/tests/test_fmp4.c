@@ -157,6 +157,9 @@ static pyrec_track_desc adesc(void) {
   return d;
 }
 
+/* The tests of the fragmented finish (mfra) open the writer with this. */
+static const pyrec_mp4w_opts FRAG = {.finish = PYREC_FINISH_FRAGMENTED};
+
 static int vwrite(pyrec_mp4w *w, unsigned t, int64_t dts, int32_t cto, int key) {
   return pyrec_mp4w_write(w, t, dts, cto, key ? PYREC_SAMPLE_KEY : 0, key ? KEY : NONKEY, 6);
 }
@@ -243,7 +246,7 @@ static void test_init_and_fragment(void) {
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w *w;
   pyrec_errinfo err;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, NULL, &err), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &FRAG, &err), 0);
   CHECK_EQ(vwrite(w, 0, 0, 40, 1), 0);
   CHECK_EQ(vwrite(w, 0, 40, -20, 0), 0);
   CHECK_EQ(vwrite(w, 0, 80, 0, 0), 0);
@@ -266,7 +269,8 @@ static void test_init_and_fragment(void) {
   CHECK(ftyp && moov && moof && mdat);
   if (ftyp && moov && moof && mdat) {
     CHECK_EQ(ftyp->off, 0);
-    CHECK_EQ(moov->off, ftyp->size);
+    CHECK_EQ(moov->off, ftyp->size + 8); /* the reserved free box */
+    CHECK(hex_eq(f->data + ftyp->size, 8, "00000008 66726565"));
     CHECK_EQ(moof->off, moov->off + moov->size);
     CHECK_EQ(mdat->off, moof->off + moof->size);
     CHECK_EQ(count(f, "trak"), 1);
@@ -407,6 +411,7 @@ static void test_part_duration(void) {
   int fd = tmpfd();
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w_opts o = {0};
+  o.finish = PYREC_FINISH_FRAGMENTED;
   o.part_duration_ms = 1000;
   pyrec_mp4w *w;
   CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
@@ -456,7 +461,7 @@ static void test_av_finish_mfra(void) {
   int fd = tmpfd();
   pyrec_track_desc d[2] = {vdesc(90000), adesc()};
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   CHECK_EQ(pyrec_mp4w_set_edit(w, 0, 6000), 0); /* presentation starts at video pts 6000 */
   int v = 0, a = 0;
   while (v < 90 || a < 130) { /* 3 s of 30 fps video and 1024-sample AAC, in time order */
@@ -557,6 +562,7 @@ static void test_index_cap(void) {
   int fd = tmpfd();
   pyrec_track_desc d = vdesc(1000);
   pyrec_mp4w_opts o = {0};
+  o.finish = PYREC_FINISH_FRAGMENTED;
   o.max_index_entries = 4;
   pyrec_mp4w *w;
   CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
@@ -588,7 +594,7 @@ static void test_invalid_input(void) {
   int fd = tmpfd();
   pyrec_track_desc d[2] = {vdesc(1000), adesc()};
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   CHECK_EQ(vwrite(w, 0, 100, 0, 1), 0);
   CHECK_EQ(vwrite(w, 0, 50, 0, 0), PYREC_E_INVAL);
   CHECK(strstr(pyrec_mp4w_error(w)->msg, "track 0") && strstr(pyrec_mp4w_error(w)->msg, "50"));
@@ -633,7 +639,7 @@ static void test_skipped_track(void) {
   d[0].config = NULL;
   d[0].config_len = 0;
   pyrec_mp4w *w;
-  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, NULL, NULL), 0);
+  CHECK_EQ(pyrec_mp4w_open(&w, fd, d, 2, &FRAG, NULL), 0);
   for (int i = 0; i < 50; i++)
     CHECK_EQ(pyrec_mp4w_write(w, 1, i * 1024, 0, 0, AUD, sizeof AUD), 0);
   const pyrec_mp4w_stats *st = pyrec_mp4w_get_stats(w);
@@ -742,6 +748,377 @@ static void test_io_errors(void) {
   pyrec_mp4w_free(w);
 }
 
+/* ---- hybrid finish: progressive sample tables ---------------------------------------- */
+
+static int tables_eq(void (*put)(pyrec_buf *), const char *hex) {
+  pyrec_buf b;
+  pyrec_buf_init(&b);
+  put(&b);
+  int ok = !b.oom && hex_eq(b.data, b.len, hex);
+  pyrec_buf_free(&b);
+  return ok;
+}
+
+static const uint32_t T_DUR[] = {40, 40, 40, 20};
+static const int32_t T_CTO[] = {40, -20, 0, 0};
+static const uint8_t T_KEY[] = {1, 0, 0, 1};
+static const uint32_t T_SIZE_SAME[] = {6, 6, 6, 6};
+static const uint32_t T_SIZE_DIFF[] = {6, 7};
+static const uint32_t T_CHUNKS[] = {2, 2, 1};
+static const uint64_t T_OFF32[] = {100, 200};
+static const uint64_t T_OFF64[] = {100, (uint64_t)5 << 30};
+static const uint64_t T_OFF_EDGE[] = {UINT32_MAX};
+
+static void put_stts(pyrec_buf *b) { pyrec_fmp4_stts(b, T_DUR, 4); }
+static void put_ctts(pyrec_buf *b) { pyrec_fmp4_ctts(b, T_CTO, 4, 20); }
+static void put_stss(pyrec_buf *b) { pyrec_fmp4_stss(b, T_KEY, 4); }
+static void put_stsz_same(pyrec_buf *b) { pyrec_fmp4_stsz(b, T_SIZE_SAME, 4); }
+static void put_stsz_diff(pyrec_buf *b) { pyrec_fmp4_stsz(b, T_SIZE_DIFF, 2); }
+static void put_stsz_empty(pyrec_buf *b) { pyrec_fmp4_stsz(b, T_SIZE_DIFF, 0); }
+static void put_stsc(pyrec_buf *b) { pyrec_fmp4_stsc(b, T_CHUNKS, 3); }
+static void put_stco(pyrec_buf *b) { pyrec_fmp4_stco(b, T_OFF32, 2); }
+static void put_co64(pyrec_buf *b) { pyrec_fmp4_stco(b, T_OFF64, 2); }
+static void put_stco_edge(pyrec_buf *b) { pyrec_fmp4_stco(b, T_OFF_EDGE, 1); }
+
+/* Golden bytes of every sample-table box for a tiny case, and the stco -> co64 switch at
+ * offsets past 4 GiB (no 4 GiB file needed: the builder takes the offsets). */
+static void test_stbl_golden(void) {
+  static const struct {
+    const char *name;
+    void (*put)(pyrec_buf *);
+    const char *hex;
+  } rows[] = {
+      {"stts: 3 x 40 then 20", put_stts,
+       "00000020 73747473 00000000 00000002 00000003 00000028 00000001 00000014"},
+      {"ctts: shifted by 20, runs", put_ctts,
+       "00000028 63747473 00000000 00000003 00000001 0000003c 00000001 00000000 "
+       "00000002 00000014"},
+      {"stss: samples 1 and 4", put_stss, "00000018 73747373 00000000 00000002 00000001 00000004"},
+      {"stsz: one size for all", put_stsz_same, "00000014 7374737a 00000000 00000006 00000004"},
+      {"stsz: a table", put_stsz_diff,
+       "0000001c 7374737a 00000000 00000000 00000002 00000006 00000007"},
+      {"stsz: no samples", put_stsz_empty, "00000014 7374737a 00000000 00000000 00000000"},
+      {"stsc: 2, 2, 1 per chunk", put_stsc,
+       "00000028 73747363 00000000 00000002 00000001 00000002 00000001 00000003 00000001 "
+       "00000001"},
+      {"stco: 32-bit offsets", put_stco, "00000018 7374636f 00000000 00000002 00000064 000000c8"},
+      {"co64: an offset past 4 GiB", put_co64,
+       "00000020 636f3634 00000000 00000002 00000000 00000064 00000001 40000000"},
+      {"stco: 4 GiB - 1 still fits", put_stco_edge, "00000014 7374636f 00000000 00000001 ffffffff"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    int ok = tables_eq(rows[i].put, rows[i].hex);
+    if (!ok)
+      fprintf(stderr, "  row: %s\n", rows[i].name);
+    CHECK(ok);
+  }
+  uint8_t h[16];
+  CHECK_EQ(pyrec_mp4_region_header(h, 0x1000), 8);
+  CHECK(hex_eq(h, 8, "00001000 6d646174"));
+  CHECK_EQ(pyrec_mp4_region_header(h, UINT32_MAX), 8);
+  CHECK(hex_eq(h, 8, "ffffffff 6d646174"));
+  CHECK_EQ(pyrec_mp4_region_header(h, (uint64_t)UINT32_MAX + 1), 16);
+  CHECK(hex_eq(h, 16, "00000001 6d646174 00000001 00000000"));
+}
+
+/* The initial moov of a one-video-track writer (edit at `media_time`, < 0 = none). */
+static size_t init_moov(uint8_t *out, size_t cap, int64_t media_time) {
+  int fd = tmpfd();
+  pyrec_track_desc d = vdesc(1000);
+  pyrec_mp4w *w;
+  size_t n = 0;
+  if (pyrec_mp4w_open(&w, fd, &d, 1, &FRAG, NULL) == 0) {
+    pyrec_mp4w_set_edit(w, 0, media_time);
+    vwrite(w, 0, 0, 0, 1);
+    vwrite(w, 0, 40, 0, 0);
+    pyrec_mp4w_flush(w);
+    file *f = load(fd);
+    const box *moov = find(f, "moov", 0);
+    if (moov && moov->size <= cap) {
+      memcpy(out, f->data + moov->off, moov->size);
+      n = moov->size;
+    }
+    unload(f);
+    pyrec_mp4w_free(w);
+  }
+  close(fd);
+  return n;
+}
+
+/* Find a box by type anywhere in a buffer holding one moov (walks the containers). */
+static const uint8_t *moov_find(const uint8_t *m, size_t len, const char *type, size_t *size) {
+  file f = {0};
+  f.data = (uint8_t *)m;
+  f.len = len;
+  static file fs; /* too big for the stack */
+  fs = f;
+  if (walk(&fs, 0, len, 0))
+    return NULL;
+  const box *b = find(&fs, type, 0);
+  if (!b)
+    return NULL;
+  *size = b->size;
+  return m + b->off;
+}
+
+/* Table: how the initial edit, the first decode time and negative composition offsets map to
+ * the progressive moov's edit list (movie timescale = track timescale = 1000 here). */
+static void test_progressive_edits(void) {
+  static uint8_t moov[4096];
+  static const struct {
+    const char *name;
+    int64_t media_time; /* initial edit, -1 = none */
+    int64_t first_dts;
+    int32_t cto0, cto1;
+    /* expected: number of elst entries (0 = no edts), empty duration, media time, duration */
+    int entries;
+    uint64_t empty, mt, dur;
+    uint32_t ctts0; /* first ctts offset written, 0 = no ctts */
+  } rows[] = {
+      {"no edit, starts at 0", -1, 0, 0, 0, 0, 0, 0, 0, 0},
+      /* the media edit runs to the end of the last presented sample (107 here) */
+      {"edit 67 (B-frames), starts at 0", 67, 0, 67, 0, 1, 0, 67, 107 - 67, 67},
+      {"no edit, starts at 46 (audio after video)", -1, 46, 0, 0, 2, 46, 0, 80, 0},
+      {"edit 67, starts at 46", 67, 46, 0, 0, 1, 0, 21, 80 + 46 - 67, 0},
+      {"edit 20, starts at 46: empty edit first", 20, 46, 0, 0, 2, 26, 0, 80, 0},
+      {"negative offsets shift ctts and the edit", -1, 0, 0, -30, 1, 0, 30, 50, 30},
+      {"edit 0 kept", 0, 0, 0, 0, 1, 0, 0, 80, 0},
+      /* a later file of a continuous split: no edit, starts at 2000 with B-frames; the
+       * media edit starts at the earliest composition time (40: sample 2), not before */
+      {"no edit, starts at 2000, first cto 67", -1, 2000, 67, 0, 2, 2040, 40, 67, 67},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    size_t mlen = init_moov(moov, sizeof moov, rows[i].media_time);
+    CHECK(mlen > 0);
+    uint32_t size[2] = {6, 6}, dur[2] = {40, 40}, cn[1] = {2};
+    int32_t cto[2] = {rows[i].cto0, rows[i].cto1};
+    uint8_t key[2] = {1, 0};
+    uint64_t off[1] = {1000};
+    pyrec_mp4_table t = {1, rows[i].first_dts, 2, size, dur, cto, key, 1, off, cn};
+    pyrec_buf b;
+    pyrec_buf_init(&b);
+    pyrec_errinfo err;
+    int rc = pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err);
+    CHECK_EQ(rc, 0);
+    int before = t_fail;
+    size_t n;
+    const uint8_t *elst = moov_find(b.data, b.len, "elst", &n);
+    CHECK(moov_find(b.data, b.len, "mvex", &n) == NULL);
+    CHECK(moov_find(b.data, b.len, "stss", &n) != NULL); /* sample 2 is not sync */
+    if (rows[i].entries == 0) {
+      CHECK(elst == NULL);
+    } else if (elst) {
+      CHECK_EQ(pyrec_rd32(elst + 12), (uint32_t)rows[i].entries);
+      const uint8_t *e = elst + 16;
+      if (rows[i].entries == 2) {
+        CHECK_EQ(rd64(e), rows[i].empty);
+        CHECK_EQ((int64_t)rd64(e + 8), -1);
+        e += 20;
+      }
+      CHECK_EQ(rd64(e), rows[i].dur);
+      CHECK_EQ(rd64(e + 8), rows[i].mt);
+    } else {
+      CHECK(elst != NULL);
+    }
+    const uint8_t *ctts = moov_find(b.data, b.len, "ctts", &n);
+    if (rows[i].ctts0 == 0 && rows[i].cto0 == 0 && rows[i].cto1 == 0)
+      CHECK(ctts == NULL);
+    if (ctts)
+      CHECK_EQ(pyrec_rd32(ctts + 20), rows[i].ctts0);
+    const uint8_t *mdhd = moov_find(b.data, b.len, "mdhd", &n);
+    CHECK(mdhd && rd64(mdhd + 32) == 80);
+    if (t_fail != before)
+      fprintf(stderr, "  row: %s\n", rows[i].name);
+    pyrec_buf_free(&b);
+  }
+}
+
+/* Offsets past 4 GiB make co64; bad inputs are refused without reading past them. */
+static void test_progressive_co64_and_errors(void) {
+  static uint8_t moov[4096];
+  size_t mlen = init_moov(moov, sizeof moov, -1);
+  CHECK(mlen > 0);
+  uint32_t size[3] = {6, 6, 6}, dur[3] = {40, 40, 40}, cn[2] = {2, 1};
+  int32_t cto[3] = {0, 0, 0};
+  uint8_t key[3] = {1, 1, 1};
+  uint64_t off[2] = {(uint64_t)3 << 30, (uint64_t)6 << 30};
+  pyrec_mp4_table t = {1, 0, 3, size, dur, cto, key, 2, off, cn};
+  pyrec_buf b;
+  pyrec_buf_init(&b);
+  pyrec_errinfo err;
+  CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err), 0);
+  size_t n;
+  const uint8_t *co = moov_find(b.data, b.len, "co64", &n);
+  CHECK(co && n == 32 && rd64(co + 16) == (uint64_t)3 << 30 && rd64(co + 24) == (uint64_t)6 << 30);
+  CHECK(moov_find(b.data, b.len, "stco", &n) == NULL);
+  CHECK(moov_find(b.data, b.len, "stss", &n) == NULL); /* all sync */
+  const uint8_t *stsc = moov_find(b.data, b.len, "stsc", &n);
+  CHECK(stsc && hex_eq(stsc, n, "00000028 73747363 00000000 00000002 00000001 00000002 00000001 "
+                                "00000002 00000001 00000001"));
+  pyrec_buf_reset(&b);
+
+  /* chunks that do not add up, a table for a track the moov lacks, twice the same track */
+  cn[1] = 2;
+  CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err), PYREC_E_INVAL);
+  cn[1] = 1;
+  pyrec_mp4_table two[2] = {t, t};
+  CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, two, 2, &err), PYREC_E_INVAL);
+  t.track_id = 7;
+  CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err), PYREC_E_INVAL);
+  t.track_id = 1;
+  /* every truncation of the moov is refused or (cut at a box boundary) a smaller moov;
+   * never a read past the input (the sanitizer build checks) */
+  uint8_t *cut = malloc(mlen);
+  for (size_t k = 0; k < mlen; k += (k < 64 ? 1 : 7)) {
+    memcpy(cut, moov, k);
+    if (k >= 4) { /* keep the outer size consistent so the inner boxes are what fails */
+      cut[0] = (uint8_t)(k >> 24);
+      cut[1] = (uint8_t)(k >> 16);
+      cut[2] = (uint8_t)(k >> 8);
+      cut[3] = (uint8_t)k;
+    }
+    pyrec_buf_reset(&b);
+    int rc = pyrec_mp4_progressive_moov(&b, cut, k, &t, 1, &err);
+    CHECK(rc == PYREC_E_MALFORMED || rc == PYREC_E_INVAL || (rc == 0 && b.len > 8));
+    if (k < 16 || k == mlen - 1)
+      CHECK(rc != 0);
+  }
+  free(cut);
+  /* random byte changes (a fixed sequence): refused or rebuilt, never out of bounds */
+  uint8_t *mut = malloc(mlen);
+  uint32_t seed = 12345;
+  for (int round = 0; round < 3000; round++) {
+    memcpy(mut, moov, mlen);
+    for (int k = 0; k < 1 + round % 4; k++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t at = (seed >> 8) % mlen;
+      seed = seed * 1103515245u + 12345u;
+      mut[at] = (uint8_t)(round % 3 == 0 ? 0xff : round % 3 == 1 ? 0 : seed >> 16);
+    }
+    pyrec_buf_reset(&b);
+    int rc = pyrec_mp4_progressive_moov(&b, mut, mlen, &t, 1, &err);
+    CHECK(rc == 0 || rc == PYREC_E_MALFORMED || rc == PYREC_E_INVAL);
+  }
+  free(mut);
+  memcpy(moov + 8, "\0\0\0\x7fmvhd", 8); /* mvhd size 127: runs into the trak */
+  pyrec_buf_reset(&b);
+  CHECK_EQ(pyrec_mp4_progressive_moov(&b, moov, mlen, &t, 1, &err), PYREC_E_MALFORMED);
+  pyrec_buf_free(&b);
+}
+
+/* A hybrid finish of an A/V file: ftyp, one mdat from the reserved box to the moov, the moov
+ * (no mvex) with every sample; the mdat holds exactly the fragmented finish's file without
+ * its mfra (the reserved box written as free), so a reader of either sees the same samples. */
+static void test_hybrid_finish(void) {
+  int fds[2] = {tmpfd(), tmpfd()};
+  pyrec_track_desc d[2] = {vdesc(90000), adesc()};
+  pyrec_mp4w *ws[2];
+  pyrec_mp4w_opts o[2] = {{0}, {.finish = PYREC_FINISH_FRAGMENTED}};
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ(pyrec_mp4w_open(&ws[k], fds[k], d, 2, &o[k], NULL), 0);
+    CHECK_EQ(pyrec_mp4w_set_edit(ws[k], 0, 6000), 0);
+    int v = 0, a = 0;
+    while (v < 90 || a < 130) {
+      double tv = v * 3000 / 90000.0, ta = a * 1024 / 44100.0;
+      if (v < 90 && (a >= 130 || tv <= ta)) {
+        CHECK_EQ(vwrite(ws[k], 0, v * 3000, v % 3 == 1 ? 12000 : 6000, v % 30 == 0), 0);
+        v++;
+      } else {
+        CHECK_EQ(pyrec_mp4w_write(ws[k], 1, 2048 + a * 1024, 0, 0, AUD, sizeof AUD), 0);
+        a++;
+      }
+    }
+    int64_t end[2] = {90 * 3000, -1};
+    CHECK_EQ(pyrec_mp4w_finish(ws[k], end), 0);
+  }
+  CHECK_EQ(pyrec_mp4w_get_stats(ws[0])->hybrid, 1);
+  CHECK_EQ(pyrec_mp4w_get_stats(ws[1])->hybrid, 0);
+  file *h = load(fds[0]), *fr = load(fds[1]);
+  CHECK(h->n > 0 && fr->n > 0);
+  CHECK_EQ(pyrec_mp4w_get_stats(ws[0])->file_bytes, h->len);
+  const box *ftyp = find(h, "ftyp", 0), *mdat = find(h, "mdat", 0), *moov = find(h, "moov", 0);
+  CHECK(ftyp && mdat && moov);
+  if (ftyp && mdat && moov) {
+    int top = 0;
+    for (int i = 0; i < h->n; i++)
+      top += h->b[i].depth == 0;
+    CHECK_EQ(top, 3);
+    CHECK_EQ(mdat->off, ftyp->size);
+    CHECK_EQ(moov->off, mdat->off + mdat->size);
+    CHECK_EQ(moov->off + moov->size, h->len);
+    CHECK(find(h, "mvex", 0) == NULL && find(h, "mfra", 0) == NULL);
+    /* the mdat is the fragmented file (before its mfra) with the free box turned header */
+    const box *mfra = find(fr, "mfra", 0);
+    CHECK(mfra && mfra->off == moov->off);
+    if (mfra && mfra->off == moov->off) {
+      CHECK(hex_eq(fr->data + ftyp->size, 8, "00000008 66726565"));
+      CHECK_MEM(h->data, fr->data, ftyp->size);
+      CHECK_MEM(h->data + ftyp->size + 8, fr->data + ftyp->size + 8, moov->off - ftyp->size - 8);
+    }
+    /* every sample: stco + stsc + stsz point at the fragments' sample bytes */
+    for (int t = 0; t < 2; t++) {
+      const box *stco = find(h, "stco", t), *stsz = find(h, "stsz", t), *stsc = find(h, "stsc", t);
+      const box *stts = find(h, "stts", t);
+      CHECK(stco && stsz && stsc && stts);
+      if (!(stco && stsz && stsc && stts))
+        break;
+      const uint8_t *c = h->data + stco->off, *z = h->data + stsz->off, *sc = h->data + stsc->off;
+      uint32_t nchunks = pyrec_rd32(c + 12), nsamp = pyrec_rd32(z + 16);
+      CHECK_EQ(nsamp, t == 0 ? 90 : 130);
+      CHECK_EQ(nchunks, pyrec_mp4w_get_stats(ws[0])->fragments);
+      uint32_t nsc = pyrec_rd32(sc + 12), k = 0;
+      for (uint32_t ch = 1; ch <= nchunks; ch++) {
+        uint32_t per = 0;
+        for (uint32_t e = 0; e < nsc; e++)
+          if (pyrec_rd32(sc + 16 + e * 12) <= ch)
+            per = pyrec_rd32(sc + 20 + e * 12);
+        uint64_t pos = pyrec_rd32(c + 12 + ch * 4);
+        for (uint32_t s = 0; s < per; s++, k++) {
+          uint32_t sz = pyrec_rd32(z + 12) ? pyrec_rd32(z + 12) : pyrec_rd32(z + 20 + k * 4);
+          if (t == 0)
+            CHECK(pos + 6 <= h->len &&
+                  !memcmp(h->data + pos + 4, k % 30 == 0 ? "\x65\x88" : "\x41\x9a", 2));
+          else
+            CHECK(pos + sz <= h->len && sz == sizeof AUD && !memcmp(h->data + pos, AUD, sz));
+          pos += sz;
+        }
+      }
+      CHECK_EQ(k, nsamp);
+    }
+    CHECK(hex_eq(h->data + find(h, "stss", 0)->off, 28,
+                 "0000001c 73747373 00000000 00000003 00000001 0000001f 0000003d"));
+    /* durations: video 90 x 3000, edit from 6000 to the last frame's end; audio starts at 2048 of
+     * 44100 Hz (an empty edit) and lasts 130 frames; movie = the longest, in the least
+     * common multiple of 90000 and 44100 (4410000), so every edit is exact */
+    const box *mvhd = find(h, "mvhd", 0), *md0 = find(h, "mdhd", 0), *md1 = find(h, "mdhd", 1);
+    const box *el0 = find(h, "elst", 0), *el1 = find(h, "elst", 1);
+    CHECK(mvhd && md0 && md1 && el0 && el1);
+    if (mvhd && md0 && md1 && el0 && el1) {
+      CHECK_EQ(rd64(h->data + md0->off + 32), 270000);
+      CHECK_EQ(rd64(h->data + md1->off + 32), 133120);
+      CHECK_EQ(pyrec_rd32(h->data + el0->off + 12), 1);
+      CHECK_EQ(pyrec_rd32(h->data + mvhd->off + 28), 4410000);
+      /* to the end of the last presented frame: pts 88 * 3000 + 12000, + 3000 */
+      CHECK_EQ(rd64(h->data + el0->off + 16), (279000 - 6000) * 49);
+      CHECK_EQ(rd64(h->data + el0->off + 24), 6000);
+      /* audio (no edit) presents from its first dts, 2048/44100 s: an empty edit of that,
+       * then its 130 frames from media time 0 */
+      CHECK_EQ(pyrec_rd32(h->data + el1->off + 12), 2);
+      CHECK_EQ(rd64(h->data + el1->off + 16), 2048 * 100);
+      CHECK_EQ((int64_t)rd64(h->data + el1->off + 24), -1);
+      CHECK_EQ(rd64(h->data + el1->off + 36), 133120 * 100);
+      CHECK_EQ(rd64(h->data + el1->off + 44), 0);
+      CHECK_EQ(rd64(h->data + mvhd->off + 32), (2048 + 133120) * 100);
+    }
+  }
+  unload(h);
+  unload(fr);
+  for (int k = 0; k < 2; k++) {
+    pyrec_mp4w_free(ws[k]);
+    close(fds[k]);
+  }
+}
+
 int main(void) {
   RUN(test_golden_boxes);
   RUN(test_init_and_fragment);
@@ -753,5 +1130,9 @@ int main(void) {
   RUN(test_invalid_input);
   RUN(test_skipped_track);
   RUN(test_io_errors);
+  RUN(test_stbl_golden);
+  RUN(test_progressive_edits);
+  RUN(test_progressive_co64_and_errors);
+  RUN(test_hybrid_finish);
   return T_DONE();
 }

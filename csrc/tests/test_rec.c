@@ -94,11 +94,14 @@ static uint8_t *slurp(const char *p, size_t *n) {
 }
 
 /* Top-level boxes tile the file exactly; returns the count, or -1. First must be ftyp. */
+/* Top-level boxes: count, moofs, and whether the file is finished: an mfra (fragmented
+ * finish) or ftyp, mdat, moov (hybrid finish) sets *has_mfra. */
 static int top_boxes(const uint8_t *d, size_t n, int *moofs, int *has_mfra) {
   size_t off = 0;
   int count = 0;
   *moofs = 0;
   *has_mfra = 0;
+  int hybrid = 0;
   while (off < n) {
     if (n - off < 8)
       return -1;
@@ -110,6 +113,10 @@ static int top_boxes(const uint8_t *d, size_t n, int *moofs, int *has_mfra) {
     if (!memcmp(d + off + 4, "moof", 4))
       (*moofs)++;
     if (!memcmp(d + off + 4, "mfra", 4))
+      *has_mfra = 1;
+    if (count == 1 && !memcmp(d + off + 4, "mdat", 4))
+      hybrid = 1;
+    if (count == 2 && hybrid && !memcmp(d + off + 4, "moov", 4) && off + sz == n)
       *has_mfra = 1;
     off += sz;
     count++;
@@ -131,6 +138,8 @@ static int64_t first_tfdt(const uint8_t *d, size_t n, uint32_t track_id) {
   }
   return -1;
 }
+
+static int g_finish = PYREC_FINISH_HYBRID; /* the writer's finish for run() */
 
 typedef struct runctx {
   sink *s;
@@ -178,6 +187,7 @@ static int run(sink *s, int64_t interval, int continuity, size_t step, size_t li
   c.ro.interval_ms = interval;
   c.ro.continuity = continuity;
   c.ro.part_duration_ms = 500;
+  c.ro.finish = g_finish;
   pyrec_flvsrc_opts o;
   memset(&o, 0, sizeof o);
   o.on_ready = on_ready;
@@ -196,10 +206,15 @@ static int run(sink *s, int64_t interval, int continuity, size_t step, size_t li
   return rc ? rc : rc2 ? rc2 : rc3;
 }
 
+/* Table: the same recording with the fragmented finish (moofs and an mfra at the top level)
+ * and the hybrid finish (ftyp, one mdat, moov). */
 static void test_whole_file(void) {
+  for (int fin = 0; fin < 2; fin++) {
   sink s;
-  sink_init(&s, "whole");
+  sink_init(&s, fin ? "whole_frag" : "whole");
+  g_finish = fin ? PYREC_FINISH_FRAGMENTED : PYREC_FINISH_HYBRID;
   CHECK_EQ(run(&s, 0, 0, flv_len, 0), 0);
+  g_finish = PYREC_FINISH_HYBRID;
   CHECK_EQ(s.nfiles, 1);
   CHECK_EQ(s.samples[0][0], 100);
   CHECK_EQ(s.samples[0][1], 88);
@@ -217,11 +232,17 @@ static void test_whole_file(void) {
   uint8_t *d = slurp(p, &n);
   CHECK(d != NULL);
   int moofs, mfra;
-  CHECK(top_boxes(d, n, &moofs, &mfra) > 3);
-  CHECK(moofs >= 4); /* 4 s at 500 ms parts, waiting for the 1 s keyframes */
+  if (fin) {
+    CHECK(top_boxes(d, n, &moofs, &mfra) > 3);
+    CHECK(moofs >= 4); /* 4 s at 500 ms parts, waiting for the 1 s keyframes */
+  } else {
+    CHECK_EQ(top_boxes(d, n, &moofs, &mfra), 3); /* ftyp, mdat, moov */
+    CHECK_EQ(moofs, 0);
+  }
   CHECK(mfra);
   CHECK_EQ(n, s.info[0].bytes);
   free(d);
+  }
 }
 
 /* Feeding byte by byte (or in odd chunks) writes exactly the same bytes. */

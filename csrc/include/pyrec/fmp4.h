@@ -1,6 +1,9 @@
-/* Fragmented MP4 writer (ISO/IEC 14496-12): init segment (ftyp+moov with mvex) then one
- * moof+mdat per part, written with one write() each; a clean finish patches the durations
- * in place and appends an mfra index. */
+/* Fragmented MP4 writer (ISO/IEC 14496-12): init segment (ftyp + an 8-byte free box +
+ * moov with mvex) then one moof+mdat per part, written with one write() each. A clean finish
+ * patches the durations in place and then either appends an mfra index (PYREC_FINISH_FRAGMENTED)
+ * or makes the file a progressive MP4 as well (PYREC_FINISH_HYBRID, the default): it appends a
+ * complete moov (every sample in stbl, no mvex) and finally rewrites the reserved free box
+ * into the header of one mdat covering the initial moov and every moof/mdat. */
 #ifndef PYREC_FMP4_H
 #define PYREC_FMP4_H
 
@@ -21,7 +24,11 @@ typedef struct pyrec_mp4w_opts {
   uint32_t movie_timescale;    /* mvhd timescale; 0 = 1000 */
   uint32_t max_fragment_bytes; /* write early when a fragment's media exceeds this; 0 = 16 MiB */
   uint32_t max_index_entries;  /* cap on mfra entries per track (thinned beyond); 0 = 65536 */
+  int finish;                  /* PYREC_FINISH_HYBRID (0, default) or PYREC_FINISH_FRAGMENTED */
 } pyrec_mp4w_opts;
+
+#define PYREC_FINISH_HYBRID 0     /* fMP4 while recording, progressive MP4 once finished */
+#define PYREC_FINISH_FRAGMENTED 1 /* fMP4 with an mfra index */
 
 typedef struct pyrec_mp4w_track_stats {
   uint64_t samples;       /* samples written to the file (complete fragments) */
@@ -35,6 +42,7 @@ typedef struct pyrec_mp4w_track_stats {
 typedef struct pyrec_mp4w_stats {
   uint64_t file_bytes;    /* bytes written to the fd so far */
   uint64_t fragments;
+  int hybrid;             /* 1 once finish() made the file a progressive MP4 as well */
   unsigned ntracks;
   pyrec_mp4w_track_stats track[PYREC_MAX_TRACKS];
 } pyrec_mp4w_stats;
@@ -73,6 +81,38 @@ int pyrec_mp4w_flush(pyrec_mp4w *w);
 int pyrec_mp4w_finish(pyrec_mp4w *w, const int64_t *end_dts);
 
 void pyrec_mp4w_free(pyrec_mp4w *w);
+
+/* ---- progressive moov (fmp4_moov.c), shared by the writer's hybrid finish and repair ---- */
+
+/* Every sample of one track as the fragments hold it: per-sample arrays and the runs
+ * ("chunks") of consecutive samples stored together, with their absolute file offsets. */
+typedef struct pyrec_mp4_table {
+  uint32_t track_id;
+  int64_t first_dts;             /* decode time of sample 0 (the first tfdt) */
+  size_t nsamples;
+  const uint32_t *size;
+  const uint32_t *duration;
+  const int32_t *cto;            /* composition offsets (pts - dts); NULL = all 0 */
+  const uint8_t *key;            /* non-zero = sync sample; NULL = every sample is sync */
+  size_t nchunks;
+  const uint64_t *chunk_offset;  /* file offset of each run's first byte */
+  const uint32_t *chunk_samples; /* samples in each run (sum = nsamples) */
+} pyrec_mp4_table;
+
+/* Build into `out` the progressive moov of a file whose initial (fragmented) moov is
+ * `moov[0..len)` (a whole moov box, as pyrec writes it) and whose samples are `tables` (one
+ * per track_ID, any order; a trak without a table gets an empty sample table). Copies every
+ * box but mvex, fills each stbl (stts, ctts, stss, stsz, stsc, stco or co64), sets the
+ * durations and rewrites each edit list so every sample keeps the presentation time it has
+ * in the fragments. Errors: PYREC_E_MALFORMED for a moov it cannot parse, PYREC_E_INVAL for
+ * inconsistent tables, PYREC_E_NOMEM. */
+int pyrec_mp4_progressive_moov(pyrec_buf *out, const uint8_t *moov, size_t len,
+                               const pyrec_mp4_table *tables, unsigned ntables,
+                               pyrec_errinfo *err);
+
+/* The header that turns [region start, region start + size) into one mdat: 8 bytes
+ * (32-bit size) when it fits, else 16 (size 1 + 64-bit largesize). Returns its length. */
+size_t pyrec_mp4_region_header(uint8_t hdr[16], uint64_t size);
 
 const pyrec_mp4w_stats *pyrec_mp4w_get_stats(const pyrec_mp4w *w);
 const pyrec_errinfo *pyrec_mp4w_error(const pyrec_mp4w *w);

@@ -30,6 +30,7 @@ typedef struct pyrec_rec_opts {
    * 0 = the track's own. Audio converted this way lands on the sample grid (see
    * pyrec/tsgrid.h) before timestamp repair; wrap_bits then applies to these input times. */
   uint32_t in_timescale[PYREC_MAX_TRACKS];
+  int finish;                /* passed to the writer: PYREC_FINISH_HYBRID (0) or _FRAGMENTED */
 } pyrec_rec_opts;
 
 /* What a finished (or failed) file looked like. Times in ms of the recording's media clock:
