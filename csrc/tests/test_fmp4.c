@@ -382,6 +382,7 @@ static void test_fragments_start_on_keyframes(void) {
     pyrec_track_desc d = vdesc(1000);
     pyrec_mp4w_opts o = {0};
     o.part_duration_ms = 1000;
+    o.finish = PYREC_FINISH_FRAGMENTED; /* the fragments stay visible as top-level boxes */
     pyrec_mp4w *w;
     CHECK_EQ(pyrec_mp4w_open(&w, fd, &d, 1, &o, NULL), 0);
     for (int i = 0; i < rows[r].frames; i++)
