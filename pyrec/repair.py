@@ -667,26 +667,37 @@ def _region_header(size: int) -> bytes:
     return struct.pack(">I4sQ", 1, b"mdat", size)
 
 
-def _hybrid_finished(r: _Reader) -> bool:
-    """ftyp, then an mdat from right after it to a moov without mvex that ends the file."""
+def _hybrid_finished(r: _Reader) -> int | None:
+    """ftyp, then an mdat from right after it to a moov without mvex that ends the file: the
+    movie's duration in ms (from its mvhd); None when the file is not such a file."""
     h = r.header(0)
     if h is None or h[0] != b"ftyp":
-        return False
+        return None
     pos = h[1]
     h = r.header(pos)
     if h is None or h[0] != b"mdat" or h[3]:
-        return False
+        return None
     pos += h[1]
     h = r.header(pos)
     if h is None or h[0] != b"moov" or h[3] or pos + h[1] != r.size or h[1] > MAX_META_BOX:
-        return False
+        return None
     buf = r.read(pos, h[1])
     try:
         kids = _children(buf, h[2], len(buf))
     except _Bad:
-        return False
+        return None
     types = [k[0] for k in kids]
-    return b"mvex" not in types and b"mvhd" in types and b"trak" in types
+    if b"mvex" in types or b"mvhd" not in types or b"trak" not in types:
+        return None
+    _, body, end = kids[types.index(b"mvhd")]
+    v = buf[body] if body < end else -1
+    if v == 1 and end - body >= 32:  # version 1: 64-bit times, timescale at 20, duration at 24
+        ts, dur = struct.unpack_from(">IQ", buf, body + 20)
+    elif v == 0 and end - body >= 20:  # version 0: timescale at 12, duration at 16
+        ts, dur = struct.unpack_from(">II", buf, body + 12)
+    else:
+        return None
+    return _rescale(dur, 1000, ts) if ts else 0
 
 
 def _fits(f: _Field, v: int) -> int:
@@ -778,7 +789,7 @@ def is_finalized(path: str | os.PathLike[str]) -> bool:
     fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC)
     try:
         r = _Reader(fd, os.fstat(fd).st_size)
-        if _hybrid_finished(r):
+        if _hybrid_finished(r) is not None:
             return True
         tr = _trailer(r)
         if tr is None:
@@ -831,7 +842,9 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False,
     try:
         size = os.fstat(fd).st_size
         r = _Reader(fd, size)
-        if _hybrid_finished(r):
+        finished_ms = _hybrid_finished(r)
+        if finished_ms is not None:
+            report.duration_ms = finished_ms
             report.status = FINALIZED
             report.message = "already finalized (hybrid MP4)"
             return report
