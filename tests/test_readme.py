@@ -28,8 +28,8 @@ def test_readme_python_example_runs(tmp_path):
     assert r.stderr == ""
     # One split (split() after 50 packets: at the 1 s keyframe); interval 2000 adds none.
     out = [tmp_path / "out_0.mp4", tmp_path / "out_1.mp4"]
-    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["copy_0.mp4", "out_0.mp4",
-                                                              "out_1.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["copy_0.mp4", "frag_0.mp4",
+                                                              "out_0.mp4", "out_1.mp4"]
     lines = r.stdout.splitlines()
     assert lines[0].startswith("out_0.mp4 ") and lines[1].startswith("out_1.mp4 "), r.stdout
     video = audio = 0
@@ -47,6 +47,11 @@ def test_readme_python_example_runs(tmp_path):
     first, copy = probe.count_packets(out[0]), probe.count_packets(tmp_path / "copy_0.mp4")
     assert copy == first and sum(first) > 0
     probe.assert_plays(tmp_path / "copy_0.mp4")
+    # finish="fragmented": the same packets, the file left fMP4 with an mfra index at its end.
+    frag = tmp_path / "frag_0.mp4"
+    assert probe.count_packets(frag) == first
+    assert frag.read_bytes()[-16:][4:8] == b"mfro"
+    probe.assert_plays(frag)
 
 
 # --- the documented contract of write / write_batch / split (pyrec/_core.pyi) ---------------
