@@ -525,6 +525,11 @@ static void test_errors(void) {
                        1},
               f.data, full - 2, 0);
 
+  /* a zeroed PreviousTagSize (what a writer that never patched it leaves) is wrong too */
+  f.data[37] = 0;
+  check_error(&(ecase){"zero PreviousTagSize", PYREC_E_MALFORMED, 13,
+                       "tag at offset 13: PreviousTagSize 0 != 21 (field at offset 34)", 0},
+              f.data, full, 0);
   /* wrong PreviousTagSize after tag 1 */
   f.data[37] = 99;
   check_error(&(ecase){"wrong PreviousTagSize", PYREC_E_MALFORMED, 13,
