@@ -50,16 +50,18 @@ class Schedule:
         at that moment."""
         from croniter import croniter
 
-        local = t.astimezone().replace(tzinfo=None)  # naive local wall clock
+        ref = t.astimezone()  # a naive `t` is local time (and gets a naive answer)
+        local = ref.replace(tzinfo=None)  # naive local wall clock
         it = croniter(self._expr, local, second_at_beginning=True)
         while True:
             nxt = it.get_next(datetime)
             assert isinstance(nxt, datetime)
             # A wall time in a DST gap maps to two instants, one before `t`: the boundary is
             # the moment the clock passes it. In a repeated hour: its first occurrence.
-            later = [c for c in (nxt.astimezone(), nxt.replace(fold=1).astimezone()) if c > t]
+            later = [c for c in (nxt.astimezone(), nxt.replace(fold=1).astimezone()) if c > ref]
             if later:
-                return min(later)
+                best = min(later)
+                return best if t.tzinfo is not None else best.astimezone().replace(tzinfo=None)
 
     def __repr__(self) -> str:
         return f"Schedule({self.text!r})"

@@ -91,6 +91,12 @@ def test_schedule_boundaries_are_local_across_dst(zone, text, day, start, want, 
         assert offset_h(got) == STD[zone] + (1 if dst else 0), got
 
 
+def test_schedule_naive_time_is_local(zone):
+    """A naive time (a clock= the caller wrote without a zone) is local time, answered naive."""
+    got = Schedule("0 0 3").next_after(datetime(*SPRING[zone], 1, 0))
+    assert got == datetime(*SPRING[zone], 3, 0) and got.tzinfo is None
+
+
 def test_schedule_midnight_is_local_midnight(zone):
     """Evaluated in server local time: UTC midnight would be 01:00/02:00 (Berlin) or
     19:00/20:00 (New York) local."""
