@@ -770,6 +770,49 @@ static void test_config_prefixes(void) {
   CHECK_EQ(bad, 0);
 }
 
+/* Every prefix of real payloads (exact-size copies: ASAN checks every read) converts or fails
+ * with a message, leaving `out` untouched on failure. */
+static void test_payload_prefixes(void) {
+  static const struct {
+    int codec;
+    const char *config, *payload;
+  } full[] = {
+      {PYREC_CODEC_VP9, "", VP9_KEY},
+      {PYREC_CODEC_VP9, "010a820202020000", VP9_KEY},
+      {PYREC_CODEC_AV1, "", AV1_TU0},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64, AV1_TU0},
+      {PYREC_CODEC_AAC, "", "fff15080017ffc" "deadbeef"},
+      {PYREC_CODEC_H264, H264_AVCC_64, "00000014" H264_SPS_64 "00000004" H264_PPS},
+      {PYREC_CODEC_H264, "", "00000001" H264_SPS_1080 "00000001" H264_PPS_HI "0000016588aa"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, "000000032601af"},
+  };
+  int bad = 0;
+  for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) {
+    static uint8_t tmp[1024];
+    size_t len = unhex(full[i].payload, tmp, sizeof tmp);
+    for (size_t n = 0; n < len; n++) {
+      run_ctx c;
+      if (ctx_init(&c, full[i].codec, full[i].config, 0, 0) != 0) {
+        bad++;
+        ctx_free(&c);
+        continue;
+      }
+      uint8_t *in = malloc(n ? n : 1);
+      memcpy(in, tmp, n);
+      pyrec_buf_put(&c.out, "abc", 3);
+      int rc = pyrec_codec_sample(&c.cs, in, n, &c.out, &c.err);
+      if (rc && (!c.err.msg[0] || c.out.len != 3 || memcmp(c.out.data, "abc", 3) != 0)) {
+        if (bad++ < 5)
+          fprintf(stderr, "payload %zu cut to %zu: rc %d, '%s', out %zu bytes\n", i, n, rc,
+                  c.err.msg, c.out.len);
+      }
+      free(in);
+      ctx_free(&c);
+    }
+  }
+  CHECK_EQ(bad, 0);
+}
+
 static void test_names(void) {
   CHECK_STR(pyrec_codec_name(PYREC_CODEC_H264), "h264");
   CHECK_STR(pyrec_codec_name(PYREC_CODEC_H265), "hevc");
@@ -890,6 +933,7 @@ static void run_stream_tests(void) {
   RUN(test_configs_one_byte_short);
   RUN(test_payloads_one_byte_short);
   RUN(test_config_prefixes);
+  RUN(test_payload_prefixes);
   RUN(test_names);
   RUN(test_mutations);
 }
