@@ -110,6 +110,7 @@ def test_writer_killed_mid_write_keeps_a_whole_previous_version(tmp_path):
         time.sleep(0.001 * k)
         child.send_signal(signal.SIGKILL)
         child.wait()
+        reported += [int(x) for x in child.stdout.read().split()]  # printed before the kill
         child.stdout.close()
         seqs = sequences(path)
         assert seqs == list(range(len(seqs)))
