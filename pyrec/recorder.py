@@ -131,7 +131,10 @@ class FileSink:
         real start), t0 + media offset for files recorded faster than real time."""
         if self.live:
             return self.clock()
-        return self.t0 + timedelta(milliseconds=media_ms)
+        t = self.t0 + timedelta(milliseconds=media_ms)
+        # t0 in local time (a fixed offset, as datetime.now().astimezone() gives): follow the
+        # local zone's rules, so names after a DST change show the new local hour
+        return t.astimezone() if t.utcoffset() == self.t0.astimezone().utcoffset() else t
 
     def _ctx(self, sequence: int, start: datetime, end: datetime | None) -> PathContext:
         c = self.context

@@ -61,15 +61,27 @@ class Schedule:
         self._expr = f"{fields[0]} {fields[1]} {fields[2]} * * *"
 
     def next_after(self, t: datetime) -> datetime:
-        """The first boundary strictly after `t` (an aware datetime in local time)."""
+        """The first boundary strictly after `t` (any aware datetime), in server local time:
+        the fields are matched on the local wall clock (the system's zone rules, so a
+        boundary past a DST change is at its local hour, not one hour off as with the fixed
+        offset of `datetime.now().astimezone()`); returned aware, with the offset in effect
+        at that moment."""
         from datetime import datetime
 
         from croniter import croniter
 
-        it = croniter(self._expr, t, second_at_beginning=True)
-        nxt = it.get_next(datetime)
-        assert isinstance(nxt, datetime)
-        return nxt
+        ref = t.astimezone()  # a naive `t` is local time (and gets a naive answer)
+        local = ref.replace(tzinfo=None)  # naive local wall clock
+        it = croniter(self._expr, local, second_at_beginning=True)
+        while True:
+            nxt = it.get_next(datetime)
+            assert isinstance(nxt, datetime)
+            # A wall time in a DST gap maps to two instants, one before `t`: the boundary is
+            # the moment the clock passes it. In a repeated hour: its first occurrence.
+            later = [c for c in (nxt.astimezone(), nxt.replace(fold=1).astimezone()) if c > ref]
+            if later:
+                best = min(later)
+                return best if t.tzinfo is not None else best.astimezone().replace(tzinfo=None)
 
     def __repr__(self) -> str:
         return f"Schedule({self.text!r})"

@@ -64,7 +64,21 @@ def test_not_an_flv(out_dir, tmp_path):
         pyrec.record_file(str(src), str(out_dir / "n_${Sequence}.mp4"))
     _assert_error(ei.value, ("MALFORMED",))
     assert ei.value.offset in (0, -1)
-    assert _outputs(out_dir) == [] or all(p.stat().st_size == 0 for p in _outputs(out_dir))
+    assert _outputs(out_dir) == []  # no empty or partial file left behind
+
+
+def test_noise_after_an_flv_header(out_dir, tmp_path):
+    """Noise behind a valid FLV header goes to the FLV parser: MALFORMED at the first tag (13),
+    no file left behind."""
+    src = tmp_path / "noise2.flv"
+    noise = bytearray(random.Random(2).randbytes(50_000))
+    noise[0] |= 0xc0  # reserved bits set in the first tag's type: never a valid tag
+    src.write_bytes(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00" + bytes(noise))
+    with pytest.raises(pyrec.PyrecError) as ei:
+        pyrec.record_file(str(src), str(out_dir / "n_${Sequence}.mp4"))
+    _assert_error(ei.value, ("MALFORMED",))
+    assert ei.value.offset == 13, ei.value
+    assert _outputs(out_dir) == []
 
 
 def test_garbage_after_good_tags(good_flv, out_dir, tmp_path):

@@ -638,6 +638,181 @@ static void test_config_errors(void) {
   ctx_free(&c);
 }
 
+/* ---- every header length, one byte short ------------------------------------------------- */
+
+/* Init from an exact-size heap copy of `hex` (ASAN sees a read one byte past it). */
+static int init_exact(pyrec_codec_state *cs, int codec, const char *hex, size_t cut,
+                      pyrec_errinfo *err) {
+  static uint8_t tmp[4096];
+  size_t n = unhex(hex, tmp, sizeof tmp);
+  n = cut < n ? n - cut : 0;
+  uint8_t *cfg = malloc(n ? n : 1);
+  memcpy(cfg, tmp, n);
+  pyrec_track_desc d = {codec, 90000, 0, 0, 0, 0, n ? cfg : NULL, n};
+  pyrec_clearerr(err);
+  int rc = pyrec_codec_init(cs, &d, err);
+  free(cfg);
+  return rc;
+}
+
+static void test_configs_one_byte_short(void) {
+  static const struct {
+    int codec;
+    const char *config;
+    size_t cut; /* bytes dropped from the end of `config` */
+    const char *msg_part;
+  } cases[] = {
+      {PYREC_CODEC_H264, "0142c00affe1", 0, "h264: avcC too short (6 bytes)"},
+      {PYREC_CODEC_H264, "0142c00affe100", 0, "h264: avcC parameter set 0 truncated"},
+      {PYREC_CODEC_H264, "0142c00affe10014" H264_SPS_64, 1, "h264: avcC parameter set 0 truncated"},
+      {PYREC_CODEC_H264, "0142c00affe10014" H264_SPS_64, 0, "h264: avcC truncated"},
+      {PYREC_CODEC_H264, "0142c00affe10014" H264_SPS_64 "0100", 0, "h264: avcC parameter set 0 truncated"},
+      {PYREC_CODEC_H264, H264_AVCC_64, 1, "h264: avcC parameter set 0 truncated"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, 0 + 0, NULL}, /* the whole record: good (control row) */
+      {PYREC_CODEC_H265, "0101600000009000000000001ef000fcfdf8f800000f", 0, "hevc: hvcC too short (22 bytes)"},
+      {PYREC_CODEC_H265, "0101600000009000000000001ef000fcfdf8f800000f01a000", 0, "hevc: hvcC array 0 truncated"},
+      {PYREC_CODEC_H265, "0101600000009000000000001ef000fcfdf8f800000f01a0000100", 0, "hevc: hvcC NAL unit 0 of array 0 truncated"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, 1, "hevc: hvcC NAL unit 0 of array 2 truncated"},
+      {PYREC_CODEC_AV1, "81000c", 0, "av1: av1C too short (3 bytes)"},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64, 1, "av1: bad configOBUs"},
+      {PYREC_CODEC_AV1, AV1_SEQ_64, 1, "av1: config is neither"},
+      {PYREC_CODEC_VP9, "010a8202020200", 0, "vp9: vpcC too short (7 bytes)"},
+      {PYREC_CODEC_VP9, "010a820202020001", 0, "vp9: vpcC codec initialization data truncated"},
+      {PYREC_CODEC_VP9, "010a8202020200031122", 0, "vp9: vpcC codec initialization data truncated"},
+      {PYREC_CODEC_OPUS, OPUS_HEAD_2, 1, "opus: OpusHead too short (18 bytes)"},
+      {PYREC_CODEC_OPUS, OPUS_HEAD_51, 1, "opus: channel mapping table truncated"},
+      {PYREC_CODEC_AAC, "12", 0, "aac: invalid AudioSpecificConfig"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pyrec_codec_state cs;
+    pyrec_errinfo err;
+    int rc = init_exact(&cs, cases[i].codec, cases[i].config, cases[i].cut, &err);
+    if (!cases[i].msg_part) {
+      CHECK_EQ(rc, 0);
+    } else {
+      CHECK_EQ(rc, PYREC_E_CONFIG);
+      if (!strstr(err.msg, cases[i].msg_part)) {
+        t_fail++;
+        fprintf(stderr, "one byte short config %zu: rc %d message \"%s\" lacks \"%s\"\n", i, rc,
+                err.msg, cases[i].msg_part);
+      }
+    }
+    pyrec_codec_free(&cs);
+  }
+}
+
+static void test_payloads_one_byte_short(void) {
+  static const struct {
+    int codec;
+    const char *config, *payload, *msg_part;
+  } cases[] = {
+      {PYREC_CODEC_H264, H264_AVCC_64, "000000", "h264: truncated NAL unit length"},
+      {PYREC_CODEC_H264, H264_AVCC_64, "000000036588", "h264: truncated NAL unit length"},
+      {PYREC_CODEC_H264, H264_AVCC_64, "0000000265880000", "h264: truncated NAL unit length"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, "000000032601", "hevc: truncated NAL unit length"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, "00000002260100", "hevc: truncated NAL unit length"},
+      {PYREC_CODEC_AAC, "", "fff150800170", "aac: truncated ADTS header (6 bytes)"},
+      {PYREC_CODEC_AAC, "", "fff15080017ffc" "deadbe", "frame_length"},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64, "3205aabbccdd", "av1: malformed OBU"},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64, "1200" "32", "av1: malformed OBU"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    run_ctx c;
+    CHECK_EQ(ctx_init(&c, cases[i].codec, cases[i].config, 0, 0), 0);
+    static uint8_t tmp[1024];
+    size_t n = unhex(cases[i].payload, tmp, sizeof tmp);
+    uint8_t *in = malloc(n ? n : 1); /* exact size */
+    memcpy(in, tmp, n);
+    int rc = pyrec_codec_sample(&c.cs, in, n, &c.out, &c.err);
+    free(in);
+    CHECK_EQ(rc, PYREC_E_MALFORMED);
+    CHECK_EQ(c.out.len, 0);
+    if (!strstr(c.err.msg, cases[i].msg_part)) {
+      t_fail++;
+      fprintf(stderr, "one byte short payload %zu: rc %d message \"%s\" lacks \"%s\"\n", i, rc,
+              c.err.msg, cases[i].msg_part);
+    }
+    ctx_free(&c);
+  }
+}
+
+/* Every prefix of every real config record initialises cleanly or fails with a message; a
+ * prefix accepted as complete writes its sample entry (exact-size copies: ASAN checks reads). */
+static void test_config_prefixes(void) {
+  static const struct {
+    int codec;
+    const char *config;
+  } full[] = {
+      {PYREC_CODEC_H264, H264_AVCC_64}, {PYREC_CODEC_H265, HEVC_HVCC_64},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64}, {PYREC_CODEC_AV1, AV1_SEQ_64},
+      {PYREC_CODEC_VP9, "010a820202020000"}, {PYREC_CODEC_OPUS, OPUS_HEAD_2},
+      {PYREC_CODEC_OPUS, OPUS_HEAD_51}, {PYREC_CODEC_AAC, "1210"},
+  };
+  int bad = 0;
+  for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) {
+    size_t len = strlen(full[i].config) / 2;
+    for (size_t cut = 1; cut <= len; cut++) {
+      pyrec_codec_state cs;
+      pyrec_errinfo err;
+      int rc = init_exact(&cs, full[i].codec, full[i].config, cut, &err);
+      if (rc && !err.msg[0])
+        bad++;
+      if (!rc && cs.ready) {
+        pyrec_buf entry;
+        pyrec_buf_init(&entry);
+        if (pyrec_codec_sample_entry(&cs, &entry, &err) != 0)
+          bad++;
+        pyrec_buf_free(&entry);
+      }
+      pyrec_codec_free(&cs);
+    }
+  }
+  CHECK_EQ(bad, 0);
+}
+
+/* Every prefix of real payloads (exact-size copies: ASAN checks every read) converts or fails
+ * with a message, leaving `out` untouched on failure. */
+static void test_payload_prefixes(void) {
+  static const struct {
+    int codec;
+    const char *config, *payload;
+  } full[] = {
+      {PYREC_CODEC_VP9, "", VP9_KEY},
+      {PYREC_CODEC_VP9, "010a820202020000", VP9_KEY},
+      {PYREC_CODEC_AV1, "", AV1_TU0},
+      {PYREC_CODEC_AV1, "81000c00" AV1_SEQ_64, AV1_TU0},
+      {PYREC_CODEC_AAC, "", "fff15080017ffc" "deadbeef"},
+      {PYREC_CODEC_H264, H264_AVCC_64, "00000014" H264_SPS_64 "00000004" H264_PPS},
+      {PYREC_CODEC_H264, "", "00000001" H264_SPS_1080 "00000001" H264_PPS_HI "0000016588aa"},
+      {PYREC_CODEC_H265, HEVC_HVCC_64, "000000032601af"},
+  };
+  int bad = 0;
+  for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) {
+    static uint8_t tmp[1024];
+    size_t len = unhex(full[i].payload, tmp, sizeof tmp);
+    for (size_t n = 0; n < len; n++) {
+      run_ctx c;
+      if (ctx_init(&c, full[i].codec, full[i].config, 0, 0) != 0) {
+        bad++;
+        ctx_free(&c);
+        continue;
+      }
+      uint8_t *in = malloc(n ? n : 1);
+      memcpy(in, tmp, n);
+      pyrec_buf_put(&c.out, "abc", 3);
+      int rc = pyrec_codec_sample(&c.cs, in, n, &c.out, &c.err);
+      if (rc && (!c.err.msg[0] || c.out.len != 3 || memcmp(c.out.data, "abc", 3) != 0)) {
+        if (bad++ < 5)
+          fprintf(stderr, "payload %zu cut to %zu: rc %d, '%s', out %zu bytes\n", i, n, rc,
+                  c.err.msg, c.out.len);
+      }
+      free(in);
+      ctx_free(&c);
+    }
+  }
+  CHECK_EQ(bad, 0);
+}
+
 static void test_names(void) {
   CHECK_STR(pyrec_codec_name(PYREC_CODEC_H264), "h264");
   CHECK_STR(pyrec_codec_name(PYREC_CODEC_H265), "hevc");
@@ -755,6 +930,10 @@ static void run_stream_tests(void) {
   RUN(test_opus_copy);
   RUN(test_payload_errors);
   RUN(test_config_errors);
+  RUN(test_configs_one_byte_short);
+  RUN(test_payloads_one_byte_short);
+  RUN(test_config_prefixes);
+  RUN(test_payload_prefixes);
   RUN(test_names);
   RUN(test_mutations);
 }

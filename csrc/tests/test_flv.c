@@ -201,6 +201,101 @@ static void test_body_errors(void) {
   }
 }
 
+/* Every header length, one byte short: a body that ends exactly one byte before the field
+ * its first bytes announce gives a clean MALFORMED (never a tag whose payload starts past the
+ * end). Each body is an exact-size heap copy, so the sanitizer build also sees an overread. */
+static void test_one_byte_short(void) {
+  const struct {
+    const char *name;
+    uint8_t type;
+    const uint8_t *b;
+    size_t len;
+    const char *msg;
+  } cases[] = {
+      {"AVC NALU header (5 of 5)", 9, B(0x17, 0x01, 0, 0), "shorter than its 5-byte header"},
+      {"AVC sequence header (5 of 5)", 9, B(0x17, 0x00, 0, 0), "shorter than its 5-byte header"},
+      {"AVC packet type (2 of 2)", 9, B(0x27), "without AVCPacketType"},
+      {"HEVC legacy NALU header", 9, B(0x1c, 0x01, 0, 0), "HEVC video tag shorter than its 5"},
+      {"HEVC legacy sequence header", 9, B(0x1c, 0x00, 0, 0), "HEVC video tag shorter"},
+      {"HEVC legacy packet type", 9, B(0x1c), "HEVC video tag without AVCPacketType"},
+      {"AAC packet type", 8, B(0xaf), "without AACPacketType"},
+      {"AAC mono packet type", 8, B(0xae), "without AACPacketType"},
+      {"avc1 FourCC", 9, B(0x90, 'a', 'v', 'c'), "video tag without its FourCC (4 bytes)"},
+      {"hvc1 FourCC", 9, B(0x91, 'h', 'v', 'c'), "video tag without its FourCC"},
+      {"av01 FourCC", 9, B(0x90, 'a', 'v', '0'), "video tag without its FourCC"},
+      {"vp09 FourCC", 9, B(0xa3, 'v', 'p', '0'), "video tag without its FourCC"},
+      {"avc1 composition time", 9, B(0x91, 'a', 'v', 'c', '1', 0, 0),
+       "avc1 CodedFrames without composition time"},
+      {"hvc1 composition time", 9, B(0x91, 'h', 'v', 'c', '1', 0, 0),
+       "hvc1 CodedFrames without composition time"},
+      {"Opus FourCC", 8, B(0x90, 'O', 'p', 'u'), "audio tag without its FourCC (4 bytes)"},
+      {"mp4a FourCC", 8, B(0x91, 'm', 'p', '4'), "audio tag without its FourCC"},
+      {".mp3 FourCC", 8, B(0x91, '.', 'm', 'p'), "audio tag without its FourCC"},
+      {"video ModEx size", 9, B(0x97), "video ModEx: missing size"},
+      {"video ModEx 16-bit size", 9, B(0x97, 0xff, 0x00), "video ModEx: missing 16-bit size"},
+      {"video ModEx data", 9, B(0x97, 0x02, 0xaa, 0xbb), "3 data bytes announced, 2 left"},
+      {"video ModEx type byte", 9, B(0x97, 0x02, 0xaa, 0xbb, 0xcc),
+       "3 data bytes announced, 3 left"},
+      {"video ModEx 16-bit data", 9, B(0x97, 0xff, 0x00, 0x01, 0xaa, 0xbb),
+       "2 data bytes announced, 2 left"},
+      {"FourCC after ModEx", 9, B(0x97, 0x00, 0xaa, 0x01, 'a', 'v', 'c'),
+       "video tag without its FourCC"},
+      {"cts after ModEx", 9, B(0x97, 0x00, 0xaa, 0x01, 'a', 'v', 'c', '1', 0, 0),
+       "without composition time"},
+      {"audio ModEx size", 8, B(0x97), "audio ModEx: missing size"},
+      {"audio ModEx 16-bit size", 8, B(0x97, 0xff, 0x00), "audio ModEx: missing 16-bit size"},
+      {"audio ModEx type byte", 8, B(0x97, 0x01, 0xaa, 0xbb), "audio ModEx: 2 data bytes"},
+      {"FourCC after audio ModEx", 8, B(0x97, 0x00, 0xaa, 0x01, 'O', 'p', 'u'),
+       "audio tag without its FourCC"},
+      {"video command", 9, B(0xd3), "without command"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint8_t *body = malloc(cases[i].len);
+    memcpy(body, cases[i].b, cases[i].len);
+    pyrec_flv_tag t;
+    pyrec_errinfo e;
+    pyrec_clearerr(&e);
+    int rc = pyrec_flv_parse_body(cases[i].type, 0, body, cases[i].len, &t, &e);
+    if (rc != PYREC_E_MALFORMED || !strstr(e.msg, cases[i].msg))
+      fprintf(stderr, "  one byte short, %s: rc %d msg '%s' (payload at %td, %zu bytes)\n",
+              cases[i].name, rc, e.msg, rc ? 0 : t.payload - body, rc ? 0 : t.payload_len);
+    CHECK_EQ(rc, PYREC_E_MALFORMED);
+    CHECK(strstr(e.msg, cases[i].msg) != NULL);
+    free(body);
+  }
+}
+
+/* Every prefix of every good row (exact-size copies) either fails with a message or reports a
+ * payload that lies inside the prefix: no length check can be one byte short unnoticed. */
+static void test_prefixes(void) {
+  size_t bad = 0;
+  for (size_t i = 0; i < NROWS; i++) {
+    size_t len;
+    const uint8_t *full = row_body(i, &len);
+    for (size_t n = 0; n < len; n++) {
+      uint8_t *body = malloc(n ? n : 1);
+      memcpy(body, full, n);
+      pyrec_flv_tag t;
+      pyrec_errinfo e;
+      pyrec_clearerr(&e);
+      int rc = pyrec_flv_parse_body(rows[i].type, 0, body, n, &t, &e);
+      int ok = rc ? e.msg[0] != 0
+                  : t.payload >= body && (size_t)(t.payload - body) <= n &&
+                        t.payload_len == n - (size_t)(t.payload - body);
+      if (!ok && bad++ < 10)
+        fprintf(stderr, "  %s cut to %zu bytes: rc %d, payload at %td, %zu bytes\n",
+                rows[i].name, n, rc, rc ? 0 : t.payload - body, rc ? 0 : t.payload_len);
+      /* a prefix that stops inside the headers of the full body is an error */
+      if (!rc && n < row_hdr(i) && rows[i].pkt != PYREC_FLV_PKT_EOS && rows[i].supported &&
+          rows[i].pkt != PYREC_FLV_PKT_OTHER && bad++ < 10)
+        fprintf(stderr, "  %s cut to %zu bytes (headers: %zu) was accepted\n", rows[i].name,
+                n, row_hdr(i));
+      free(body);
+    }
+  }
+  CHECK_EQ(bad, 0);
+}
+
 /* ---- building files and collecting what the parser reports ------------------------------ */
 
 static void put_tag(pyrec_buf *b, uint8_t type, uint32_t ts, const uint8_t *body, size_t len) {
@@ -430,6 +525,11 @@ static void test_errors(void) {
                        1},
               f.data, full - 2, 0);
 
+  /* a zeroed PreviousTagSize (what a writer that never patched it leaves) is wrong too */
+  f.data[37] = 0;
+  check_error(&(ecase){"zero PreviousTagSize", PYREC_E_MALFORMED, 13,
+                       "tag at offset 13: PreviousTagSize 0 != 21 (field at offset 34)", 0},
+              f.data, full, 0);
   /* wrong PreviousTagSize after tag 1 */
   f.data[37] = 99;
   check_error(&(ecase){"wrong PreviousTagSize", PYREC_E_MALFORMED, 13,
@@ -658,6 +758,8 @@ static void test_real_file(void) {
 int main(int argc, char **argv) {
   RUN(test_bodies);
   RUN(test_body_errors);
+  RUN(test_one_byte_short);
+  RUN(test_prefixes);
   RUN(test_stream_splits);
   RUN(test_errors);
   RUN(test_callback_stop_and_no_header);

@@ -551,6 +551,63 @@ static void test_control(void) {
   rec_free(&r);
 }
 
+/* Every protocol control message one byte shorter than its fields (5.4.1-5.4.5, 7.1.7):
+ * a clean MALFORMED naming the length it needs. */
+static void test_control_one_byte_short(void) {
+  static const struct {
+    uint8_t type;
+    unsigned need;
+  } rows[] = {{1, 4}, {2, 4}, {3, 4}, {4, 2}, {5, 4}, {6, 5}};
+  static const uint8_t d[8] = {0, 0, 0x10, 0, 2, 0, 0, 0};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    rec r;
+    pyrec_rtmp_conn *c = publishing(&r, NULL);
+    pyrec_buf b;
+    pyrec_buf_init(&b);
+    put_msg(&b, 4096, 2, rows[i].type, 0, 0, d, rows[i].need - 1);
+    CHECK_EQ(feed_all(c, &b), PYREC_E_MALFORMED);
+    char want[64];
+    snprintf(want, sizeof want, "type %u: %u bytes, needs %u", rows[i].type, rows[i].need - 1,
+             rows[i].need);
+    if (!strstr(pyrec_rtmp_conn_error(c)->msg, want))
+      fprintf(stderr, "  control type %u one byte short: '%s'\n", rows[i].type,
+              pyrec_rtmp_conn_error(c)->msg);
+    CHECK(strstr(pyrec_rtmp_conn_error(c)->msg, want) != NULL);
+    pyrec_buf_free(&b);
+    pyrec_rtmp_conn_free(c);
+    rec_free(&r);
+  }
+}
+
+/* Chunk stream ids at both ends of each basic header form (1, 2 and 3 bytes: 5.3.1.1),
+ * messages interleaved chunk by chunk: each arrives whole on its own stream. */
+static void test_csid_forms(void) {
+  static const uint32_t ids[] = {3, 63, 64, 65, 318, 319, 320, 321, 575, 576, 65599};
+  enum { N = sizeof ids / sizeof ids[0], LEN = 150 };
+  static uint8_t p[N][LEN];
+  rec r;
+  pyrec_rtmp_conn *c = publishing(&r, NULL);
+  pyrec_buf b;
+  pyrec_buf_init(&b);
+  put_ctrl(&b, 4096, 1, 100);
+  for (size_t i = 0; i < N; i++) {
+    fill(p[i], LEN, 100 + (uint32_t)i);
+    put_hdr(&b, 0, ids[i], 10 * (uint32_t)i, LEN, 8, 1);
+    pyrec_buf_put(&b, p[i], 100);
+  }
+  for (size_t i = 0; i < N; i++) {
+    put_hdr(&b, 3, ids[i], 0, 0, 0, 0);
+    pyrec_buf_put(&b, p[i] + 100, LEN - 100);
+  }
+  CHECK_EQ(feed_all(c, &b), 0);
+  for (size_t i = 0; i < N; i++)
+    check_media(&r, 8, 10 * (uint32_t)i, p[i], LEN);
+  CHECK_EQ(r.media, N);
+  pyrec_buf_free(&b);
+  pyrec_rtmp_conn_free(c);
+  rec_free(&r);
+}
+
 static void test_ack_window(void) {
   pyrec_rtmp_limits lim = {0, 0, 5000, 0};
   rec r;
@@ -1073,6 +1130,8 @@ int main(void) {
   RUN(test_header_types);
   RUN(test_ext_timestamps);
   RUN(test_control);
+  RUN(test_control_one_byte_short);
+  RUN(test_csid_forms);
   RUN(test_ack_window);
   RUN(test_conversation);
   RUN(test_refusals);
