@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from pyrec import __version__
-from pyrec._core import PyrecError
-from pyrec.recorder import RecordedFile
-from pyrec.schedule import ScheduleError
-from pyrec.source import record_file
+
+# Each command imports what it uses, when it runs (`pyrec record` of an FLV loads neither
+# PyAV, numpy nor the server: tests/test_imports.py).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pyrec.recorder import RecordedFile
 
 __all__ = ["main"]
 
@@ -38,6 +41,10 @@ class _Bar:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from pyrec._core import PyrecError
+    from pyrec.schedule import ScheduleError
+    from pyrec.source import record_file
+
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()] if args.tracks else None
     bar = _Bar(not args.quiet)
 
@@ -113,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pyrec._core import PyrecError
     from pyrec.config import ConfigError, load_config
     from pyrec.serve import run
 
