@@ -39,7 +39,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from remux import count_packets, log, machine, make_input  # noqa: E402
 
-ROOT = HERE.parent
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -92,7 +91,8 @@ class PyrecServer:
 
     def __init__(self, outdir: Path, max_connections: int = 4096, extra_env=None):
         self.outdir = outdir
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # the installed pyrec (pip install .): the source tree has no built extension
+        env = dict(os.environ)
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "ingest_server.py"), str(outdir),
