@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Live ingest benchmark: RTMP pushes recorded by pyrec (fMP4) against nginx-rtmp (FLV).
 
-    python bench/ingest.py              # 10-minute 720p30 H.264 + AAC input, 1 and 8 publishers, 3 runs
-    python bench/ingest.py --short      # 30-second input, for a quick check
-    python bench/ingest.py --runs 5 --publishers 1,8,16 --keep
+    python bench/ingest.py              # both inputs, 1 and 8 publishers, 3 runs
+    python bench/ingest.py --short      # 30-second inputs, for a quick check
+    python bench/ingest.py --runs 5 --publishers 1 --inputs hi --keep
 
+Inputs: `3M` 10-minute 720p30 H.264 (veryfast, 3 Mbit/s, GOP 60) + AAC; `hi` 2-minute 720p30
+H.264 (ultrafast, ~7.7 Mbit/s, GOP 30) + AAC, the single high-bitrate push.
 The same FLV is pushed unpaced by `ffmpeg -v error -i in.flv -c copy -f flv rtmp://...` from N
 publishers at once, to:
   pyrec   bench/ingest_server.py: pyrec.ingest.IngestServer recording every stream to fMP4
@@ -13,8 +15,9 @@ publishers at once, to:
           (`daemon off; master_process off; worker_processes 1`), config written to a temp dir
 Each run starts a fresh server, waits for it to listen, then takes its CPU (utime + stime of
 the whole process, from /proc/PID/stat) before the push and after every publisher has exited
-and the server has closed its files: the figure is the CPU of receiving and recording the
-push, with no start-up cost. Runs alternate (pyrec nginx, nginx pyrec, ...) and the medians are
+and the server has closed its files (pyrec: fsynced and closed by its fsync thread): the figure
+is the CPU of receiving and recording the push, with no start-up cost. nginx is also charged
+the CPU of `sync FILE...` on its recordings (pyrec fsyncs its own at close). Runs alternate (pyrec nginx, nginx pyrec, ...) and the medians are
 compared. Every output file is checked with `ffprobe -count_packets` against the input.
 
 Goal (DESIGN.md): pyrec <= 0.7x the CPU of nginx-rtmp, N = 1 and 8. Prints a markdown table
