@@ -23,7 +23,9 @@ __all__ = ["record_file", "SourceTrack", "Progress", "is_flv"]
 
 Progress = Callable[[float], None]  # fraction done, 0..1
 _BATCH = 512
-_READ = 1 << 16  # reads that stay in the L2 cache for the parse and copies that follow: ~25 % less CPU than 1 MiB
+# Reads small enough to stay in the L2 cache for the parse and copies that follow (~25% less
+# CPU for `pyrec record` than 1 MiB reads; bench/RESULTS.md).
+_READ = 1 << 16
 
 
 @dataclass(frozen=True)
