@@ -131,9 +131,16 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
                 done += n
                 if progress is not None and total:
                     progress(done / total)
+        fed_all = True
+    except BaseException:
+        fed_all = False  # an error (e.g. a track selection) stopped the reading mid-tag
+        raise
     finally:
         try:
             src.close()
+        except _core.PyrecError:
+            if fed_all:
+                raise  # the input itself ends mid-tag; else the error above is the cause
         finally:
             if sid:
                 src.detach(sid[0])  # raises the recording's own error, if any
