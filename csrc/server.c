@@ -48,6 +48,7 @@ struct sconn {
   pyrec_buf out;  /* bytes the socket did not take yet */
   int out_dead;   /* the peer stopped reading (reset): output is dropped, input still read */
   int want_out;   /* EPOLLOUT is armed */
+  int drained;    /* the last read found the socket empty (nothing more had arrived) */
   int published;  /* published at least once (the handshake timeout no longer applies) */
   int dead;       /* close now */
   sstream *streams[PYREC_RTMP_MAX_STREAMS + 1];
@@ -412,13 +413,15 @@ static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
       break;
     }
   }
+  c->drained = drained;
   if (drained || c->out.len > 65536)
     flush_out(s, c);
   return NULL;
 }
 
 /* Acknowledgements fall due when a publisher crosses its window; each is sent once that
- * connection has been quiet for ACK_QUIET_MS. An unpaced publisher that finishes closes its
+ * connection has been quiet for ACK_QUIET_MS: its socket was found empty and nothing arrived
+ * since (a connection the loop has merely not read lately is not quiet). An unpaced publisher that finishes closes its
  * socket with the tail of the stream still queued in its kernel: an acknowledgement arriving
  * then makes that kernel reset the connection and drop the tail (ffmpeg does this; bench/
  * RESULTS.md, anomaly 1). While its bytes keep coming it needs no acknowledgement to go on,
@@ -430,7 +433,7 @@ static int send_due_acks(pyrec_server *s, uint64_t now) {
   for (sconn *c = s->conns; c; c = c->next) {
     if (c->dead || !pyrec_rtmp_conn_ack_due(c->rtmp))
       continue;
-    if (now - c->last_rx_ms < ACK_QUIET_MS) {
+    if (!c->drained || now - c->last_rx_ms < ACK_QUIET_MS) {
       waiting = 1;
       continue;
     }
