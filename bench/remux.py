@@ -10,7 +10,9 @@ Tools, run alternately (a b c, b c a, c a b, ...) so that drift in machine load 
   ffmpeg  `ffmpeg -v error -y -i in.flv -c copy -movflags frag_keyframe+empty_moov+default_base_moof`
   pyav    a PyAV packet loop (demux + mux copy to fragmented MP4, same movflags)
 The CPU time (user + sys) of each child process is taken from os.wait4; every output is
-checked with `ffprobe -count_packets` against the input. Then the batched Python API is timed
+checked with `ffprobe -count_packets` against the input. Every tool is charged for writing its
+file to the disk: pyrec fsyncs its file at close (in its own process), so ffmpeg and PyAV are
+charged the CPU of a `sync FILE` run right after them (the writeback of their dirty pages). Then the batched Python API is timed
 on packets already in memory: pyrec.Recorder.write_batch (and, for scale, write() per packet).
 
 Goal (DESIGN.md): pyrec <= 0.5x the CPU of ffmpeg -c copy. Prints a markdown row for
@@ -29,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -75,10 +78,31 @@ def make_input(seconds: int) -> Path:
     return path
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, float]:
+def make_highrate_input(seconds: int = 120) -> Path:
+    """720p30 testsrc2, x264 ultrafast (default CRF), GOP 30, AAC: ~7.7 Mbit/s, 2,700
+    packets per minute. The single high-bitrate push of bench/ingest.py."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"in_720p30_{seconds}s_ultrafast_g30.flv"
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    log(f"generating {path} ({seconds} s of 1280x720 30 fps H.264 ultrafast GOP 30 + AAC) ...")
+    tmp = path.with_suffix(".part.flv")
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
+           "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+           "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(tmp)]
+    subprocess.run(cmd, check=True)
+    tmp.rename(path)
+    return path
+
+
+def run_measured(cmd: list[str], cwd: str | None = None,
+                 env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """(user+sys CPU s, max RSS MiB, wall s) of one child process."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                         env=env)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     err = p.stderr.read().decode(errors="replace")
@@ -96,11 +120,25 @@ def count_packets(path: Path) -> list[int]:
     return [int(s["nb_read_packets"]) for s in json.loads(r.stdout)["streams"]]
 
 
+TOOLS = ("pyrec", "pyrec-S", "ffmpeg", "pyav")
+
+
+def no_site_env() -> dict[str, str]:
+    """`python -S` finds the installed pyrec through PYTHONPATH (site-packages)."""
+    paths = sysconfig.get_paths()
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys([paths["platlib"],
+                                                                       paths["purelib"]])))
+
+
 def tool_commands(src: Path, out_dir: Path) -> dict[str, tuple[list[str], Path]]:
-    outs = {k: out_dir / f"{k}.mp4" for k in ("pyrec", "ffmpeg", "pyav")}
+    outs = {k: out_dir / f"{k}.mp4" for k in TOOLS}
     return {
         "pyrec": ([sys.executable, "-m", "pyrec", "record", str(src), "-o", str(outs["pyrec"])],
                   outs["pyrec"]),
+        # the same without the site/.pth processing of this machine's interpreter (see
+        # --tools): start-up as on an interpreter whose site imports next to nothing
+        "pyrec-S": ([sys.executable, "-S", "-m", "pyrec", "record", str(src), "-o",
+                     str(outs["pyrec-S"])], outs["pyrec-S"]),
         "ffmpeg": (["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c", "copy",
                     "-movflags", MOVFLAGS, str(outs["ffmpeg"])], outs["ffmpeg"]),
         "pyav": ([sys.executable, "-c", PYAV_REMUX, str(src), str(outs["pyav"]), MOVFLAGS],
@@ -108,8 +146,17 @@ def tool_commands(src: Path, out_dir: Path) -> dict[str, tuple[list[str], Path]]
     }
 
 
-def python_startup_cpu() -> float:
-    cpu, _, _ = run_measured([sys.executable, "-c", "import pyrec"])
+def python_startup_cpu() -> tuple[float, float]:
+    """CPU s of the bare interpreter (`python -c pass`: on this machine it includes what its
+    site/.pth files import) and of `python -m pyrec --help` (start-up + the CLI's imports)."""
+    bare, _, _ = run_measured([sys.executable, "-c", "pass"], cwd="/")
+    cli, _, _ = run_measured([sys.executable, "-m", "pyrec", "--help"], cwd="/")
+    return bare, cli
+
+
+def sync_cpu(path: Path) -> float:
+    """CPU s of `sync FILE`: writing the file's dirty pages, which pyrec does itself (fsync)."""
+    cpu, _, _ = run_measured(["sync", str(path)])
     return cpu
 
 
@@ -185,25 +232,30 @@ def machine() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", action="store_true", help="30 s input instead of 10 minutes")
+    ap.add_argument("--seconds", type=int, default=600,
+                    help="input length in seconds (default 600; the issue's figure uses 120)")
     ap.add_argument("--runs", type=int, default=5, help="runs of each tool (default 5)")
     ap.add_argument("--keep", action="store_true", help="keep the output files")
     ap.add_argument("--no-api", action="store_true", help="skip the in-memory API benchmark")
     ap.add_argument("--tools", default="pyrec,ffmpeg,pyav",
-                    help="comma-separated subset of pyrec,ffmpeg,pyav")
+                    help="comma-separated subset of pyrec,pyrec-S,ffmpeg,pyav (pyrec-S: "
+                         "`python -S -m pyrec record` with site-packages on PYTHONPATH, i.e. "
+                         "without the .pth files this machine's site runs at every start-up)")
     args = ap.parse_args()
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             ap.error(f"{tool} not found on PATH")
-    seconds = 30 if args.short else 600
+    seconds = 30 if args.short else args.seconds
     src = make_input(seconds)
     want = count_packets(src)
     log(f"input {src.name}: {src.stat().st_size / 1e6:.1f} MB, packets per stream {want}")
 
     work = Path(tempfile.mkdtemp(prefix="pyrec-bench-"))
     tools = [t for t in args.tools.split(",") if t]
-    if not set(tools) <= {"pyrec", "ffmpeg", "pyav"} or not tools:
+    if not set(tools) <= set(TOOLS) or not tools:
         ap.error(f"--tools: unknown tool in {args.tools!r}")
     cpu: dict[str, list[float]] = {t: [] for t in tools}
+    synced: dict[str, list[float]] = {t: [] for t in tools}
     rss: dict[str, list[float]] = {k: [] for k in cpu}
     wall: dict[str, list[float]] = {k: [] for k in cpu}
     try:
@@ -215,15 +267,22 @@ def main() -> int:
                 cmd, out = cmds[name]
                 if out.exists():
                     out.unlink()
-                c, m, w = run_measured(cmd)
+                # cwd: not a source tree whose pyrec/ would shadow the installed package
+                c, m, w = run_measured(cmd, cwd=str(work),
+                                       env=no_site_env() if name == "pyrec-S" else None)
+                sc = 0.0 if name.startswith("pyrec") else sync_cpu(out)  # pyrec fsynced
+                c += sc
                 got = count_packets(out)
                 if got != want:
                     raise SystemExit(f"{name}: output has packets {got}, input {want}")
                 cpu[name].append(c); rss[name].append(m); wall[name].append(w)
-                log(f"run {r + 1}/{args.runs} {name:6s} cpu {c:7.3f}s  wall {w:7.3f}s  "
-                    f"maxrss {m:6.1f} MiB")
-        use_pyrec = "pyrec" in tools
-        startup = statistics.median(python_startup_cpu() for _ in range(3)) if use_pyrec else 0
+                synced[name].append(sc)
+                log(f"run {r + 1}/{args.runs} {name:6s} cpu {c:7.3f}s (sync {sc:.3f})  "
+                    f"wall {w:7.3f}s  maxrss {m:6.1f} MiB")
+        use_pyrec = "pyrec" in tools or "pyrec-S" in tools
+        starts = [python_startup_cpu() for _ in range(5)] if use_pyrec else []
+        startup = statistics.median(s[0] for s in starts) if starts else 0.0
+        cli_start = statistics.median(s[1] for s in starts) if starts else 0.0
         api = bench_batch(src, work) if use_pyrec and not args.no_api else None
     finally:
         if not args.keep:
@@ -236,16 +295,29 @@ def main() -> int:
     r_ff = med["pyrec"] / med["ffmpeg"] if {"pyrec", "ffmpeg"} <= med.keys() else nan
     r_av = med["pyrec"] / med["pyav"] if {"pyrec", "pyav"} <= med.keys() else nan
     print()
-    print("| tool | CPU median (s) | min | max | wall median (s) | max RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
+    print("| tool | CPU median (s) | min | max | of which sync (s) | wall median (s) | "
+          "max RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|")
     for k in cpu:
         print(f"| {k} | {med[k]:.3f} | {min(cpu[k]):.3f} | {max(cpu[k]):.3f} | "
+              f"{statistics.median(synced[k]):.3f} | "
               f"{statistics.median(wall[k]):.3f} | {statistics.median(rss[k]):.1f} |")
     print()
-    print(f"pyrec/ffmpeg CPU = {r_ff:.3f} (goal <= 0.5)   pyrec/pyav CPU = {r_av:.3f}")
-    if startup:
-        print(f"python + import pyrec startup = {startup:.3f}s CPU (included in pyrec's figure); "
-              f"without it pyrec/ffmpeg = {(med['pyrec'] - startup) / med.get('ffmpeg', nan):.3f}")
+    pairs = ([p / f for p, f in zip(cpu["pyrec"], cpu["ffmpeg"])]
+             if {"pyrec", "ffmpeg"} <= cpu.keys() else [])
+    if {"pyrec-S", "ffmpeg"} <= cpu.keys():
+        ps = [p / f for p, f in zip(cpu["pyrec-S"], cpu["ffmpeg"])]
+        print(f"pyrec-S/ffmpeg CPU = {med['pyrec-S'] / med['ffmpeg']:.3f} (medians); per run "
+              f"{' '.join(f'{x:.2f}' for x in ps)}, median {statistics.median(ps):.3f}")
+    print(f"pyrec/ffmpeg CPU = {r_ff:.3f} (medians; goal <= 0.5)"
+          + (f"; per run {' '.join(f'{x:.2f}' for x in pairs)}, median "
+             f"{statistics.median(pairs):.3f}" if pairs else "")
+          + f"   pyrec/pyav CPU = {r_av:.3f}")
+    if startup and "pyrec" in med:
+        print(f"interpreter start-up (python -c pass) = {startup:.3f}s CPU, `python -m pyrec "
+              f"--help` = {cli_start:.3f}s (both included in pyrec's figure); without the "
+              f"interpreter's start-up pyrec/ffmpeg = "
+              f"{(med['pyrec'] - startup) / med.get('ffmpeg', nan):.3f}")
     if api:
         print(f"API on {api['packets']} in-memory packets: write_batch "
               f"{api['batch']:,.0f} packets/CPU-s, write() {api['write']:,.0f} packets/CPU-s")

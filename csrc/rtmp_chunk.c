@@ -245,6 +245,15 @@ static int body(rtmp_chunk_reader *r, const uint8_t *p, size_t n) {
     s->have = s->len;
     return deliver(r, s, p);
   }
+  /* Grow by doubling, never past the message's own length (a large video message is
+   * reassembled with a few reallocations, not one per 1/8 growth step; memory still follows
+   * the bytes received, not the length a peer announces). */
+  size_t room = s->payload.cap - s->payload.len;
+  if (n > room) {
+    size_t want = s->payload.len > n ? s->payload.len : n;
+    size_t left = (size_t)(s->len - s->have);
+    pyrec_buf_reserve(&s->payload, want < left ? want : left);
+  }
   pyrec_buf_put(&s->payload, p, n);
   if (s->payload.oom)
     return pyrec_seterr(r->err, PYREC_E_NOMEM, s->msg_off,

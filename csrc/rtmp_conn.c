@@ -52,11 +52,22 @@ void rtmp_unpublish(pyrec_rtmp_conn *c, rtmp_stream *s) {
 /* Acknowledgement (5.4.3): sequence number = bytes received so far. */
 static void send_ack(pyrec_rtmp_conn *c) {
   c->last_ack = (uint64_t)c->rd.pos;
+  c->ack_due = 0;
   send_u32_msg(c, 3, (uint32_t)c->last_ack);
   c->st.acks_sent++;
 }
 
 static void set_limit(pyrec_rtmp_conn *c) { c->rd.limit = (int64_t)(c->last_ack + c->window); }
+
+/* A window was crossed: acknowledge now, or mark it due (the next window counts from here). */
+static void window_crossed(pyrec_rtmp_conn *c) {
+  if (c->defer_acks) {
+    c->last_ack = (uint64_t)c->rd.pos;
+    c->ack_due = 1;
+  } else {
+    send_ack(c);
+  }
+}
 
 static int control(pyrec_rtmp_conn *c, const rtmp_msg *m) {
   const uint8_t *d = m->data;
@@ -81,7 +92,7 @@ static int control(pyrec_rtmp_conn *c, const rtmp_msg *m) {
   case 5: /* Window Acknowledgement Size (5.4.4) */
     c->window = v < MIN_ACK_WINDOW ? MIN_ACK_WINDOW : v;
     if ((uint64_t)c->rd.pos - c->last_ack >= c->window)
-      send_ack(c);
+      window_crossed(c);
     set_limit(c);
     break;
   case 4: { /* User Control (6.2) */
@@ -264,7 +275,7 @@ int pyrec_rtmp_conn_feed(pyrec_rtmp_conn *c, const uint8_t *data, size_t len) {
       break;
     }
     if (!rc && c->rd.pos >= c->rd.limit) {
-      send_ack(c);
+      window_crossed(c);
       set_limit(c);
     }
   }
@@ -274,6 +285,21 @@ int pyrec_rtmp_conn_feed(pyrec_rtmp_conn *c, const uint8_t *data, size_t len) {
   if (rc)
     return fail(c, rc);
   return 0;
+}
+
+void pyrec_rtmp_conn_set_defer_acks(pyrec_rtmp_conn *c, int on) { c->defer_acks = on != 0; }
+
+int pyrec_rtmp_conn_ack_due(const pyrec_rtmp_conn *c) {
+  return c->ack_due && c->state != PYREC_RTMP_CLOSED && !c->err.code;
+}
+
+int pyrec_rtmp_conn_send_due_ack(pyrec_rtmp_conn *c) {
+  if (!pyrec_rtmp_conn_ack_due(c))
+    return 0;
+  send_ack(c);
+  set_limit(c);
+  int rc = flush(c);
+  return rc ? fail(c, rc) : 0;
 }
 
 void pyrec_rtmp_conn_eof(pyrec_rtmp_conn *c) {

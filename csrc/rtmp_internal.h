@@ -111,7 +111,9 @@ struct pyrec_rtmp_conn {
   pyrec_buf tmp; /* message body being built */
   uint32_t out_chunk;  /* our chunk size in effect */
   uint32_t window;     /* acknowledgement window */
-  uint64_t last_ack;   /* bytes_in at the last acknowledgement */
+  uint64_t last_ack;   /* bytes_in at the last acknowledgement (or when one fell due) */
+  int defer_acks;      /* acknowledgements wait for pyrec_rtmp_conn_send_due_ack() */
+  int ack_due;         /* a window was crossed and its acknowledgement is not sent yet */
   uint32_t next_stream_id;
   rtmp_stream streams[PYREC_RTMP_MAX_STREAMS];
   char app[256];

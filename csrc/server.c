@@ -21,6 +21,7 @@
 
 #define READ_BUF (256 * 1024)
 #define READS_PER_WAKE 8 /* fairness: at most this many reads per connection per wake-up */
+#define ACK_QUIET_MS 20 /* a due acknowledgement waits until its peer sent nothing this long */
 #define TAG_LISTEN ((uint64_t)1)
 #define TAG_WAKE ((uint64_t)2)
 
@@ -47,6 +48,7 @@ struct sconn {
   pyrec_buf out;  /* bytes the socket did not take yet */
   int out_dead;   /* the peer stopped reading (reset): output is dropped, input still read */
   int want_out;   /* EPOLLOUT is armed */
+  int drained;    /* the last read found the socket empty (nothing more had arrived) */
   int published;  /* published at least once (the handshake timeout no longer applies) */
   int dead;       /* close now */
   sstream *streams[PYREC_RTMP_MAX_STREAMS + 1];
@@ -66,6 +68,7 @@ struct pyrec_server {
   uint16_t port;
   volatile int stopping;
   int kicked; /* some connection has dead set by pyrec_server_kick */
+  int acks_waiting; /* some connection has an acknowledgement due (see send_due_acks) */
   sconn *conns;
   sstream *streams;
   parked *parked;
@@ -344,6 +347,7 @@ static void accept_all(pyrec_server *s) {
       free(c);
       continue;
     }
+    pyrec_rtmp_conn_set_defer_acks(c->rtmp, 1); /* sent by send_due_acks */
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev)) {
       pyrec_rtmp_conn_free(c->rtmp);
@@ -402,14 +406,41 @@ static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
       flush_out(s, c);
       return "refused";
     }
+    if (pyrec_rtmp_conn_ack_due(c->rtmp))
+      s->acks_waiting = 1;
     if ((size_t)n < READ_BUF) {
       drained = 1;
       break;
     }
   }
+  c->drained = drained;
   if (drained || c->out.len > 65536)
     flush_out(s, c);
   return NULL;
+}
+
+/* Acknowledgements fall due when a publisher crosses its window; each is sent once that
+ * connection has been quiet for ACK_QUIET_MS: its socket was found empty and nothing arrived
+ * since (a connection the loop has merely not read lately is not quiet). An unpaced publisher that finishes closes its
+ * socket with the tail of the stream still queued in its kernel: an acknowledgement arriving
+ * then makes that kernel reset the connection and drop the tail (ffmpeg does this; bench/
+ * RESULTS.md, anomaly 1). While its bytes keep coming it needs no acknowledgement to go on,
+ * and its end comes with EOF, which closes the connection first; a publisher that waits for
+ * the acknowledgement goes quiet and gets it ACK_QUIET_MS later. Returns whether some are
+ * still waiting. */
+static int send_due_acks(pyrec_server *s, uint64_t now) {
+  int waiting = 0;
+  for (sconn *c = s->conns; c; c = c->next) {
+    if (c->dead || !pyrec_rtmp_conn_ack_due(c->rtmp))
+      continue;
+    if (!c->drained || now - c->last_rx_ms < ACK_QUIET_MS) {
+      waiting = 1;
+      continue;
+    }
+    if (pyrec_rtmp_conn_send_due_ack(c->rtmp) == 0) /* a failure closes at the next read */
+      flush_out(s, c);
+  }
+  return waiting;
 }
 
 static void check_timeouts(pyrec_server *s) {
@@ -510,9 +541,9 @@ uint16_t pyrec_server_port(const pyrec_server *s) { return s->port; }
 
 int pyrec_server_run(pyrec_server *s) {
   struct epoll_event evs[256];
-  uint64_t last_check = now_ms();
+  uint64_t last_check = now_ms(), last_acks = last_check;
   while (!s->stopping) {
-    int n = epoll_wait(s->ep, evs, 256, 200);
+    int n = epoll_wait(s->ep, evs, 256, s->acks_waiting ? ACK_QUIET_MS / 2 : 200);
     if (n < 0 && errno != EINTR)
       return pyrec_seterr(NULL, PYREC_E_IO, -1, "epoll_wait");
     pthread_mutex_lock(&s->lock);
@@ -541,6 +572,10 @@ int pyrec_server_run(pyrec_server *s) {
     for (int i = 0; i < ndoomed; i++)
       close_conn(s, doomed[i], whys[i]);
     uint64_t now = now_ms();
+    if (s->acks_waiting && now - last_acks >= ACK_QUIET_MS / 2) {
+      last_acks = now;
+      s->acks_waiting = send_due_acks(s, now);
+    }
     if (now - last_check >= 250) {
       last_check = now;
       check_timeouts(s);

@@ -4,14 +4,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 from pyrec import __version__
-from pyrec._core import PyrecError
-from pyrec.recorder import RecordedFile
-from pyrec.schedule import ScheduleError
-from pyrec.schedule import validate as validate_schedule
-from pyrec.source import record_file
+
+# Each command imports what it uses, when it runs (`pyrec record` of an FLV loads neither
+# PyAV, numpy nor the server: tests/test_imports.py).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pyrec.recorder import RecordedFile
 
 __all__ = ["main"]
 
@@ -40,6 +42,10 @@ class _Bar:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from pyrec._core import PyrecError
+    from pyrec.schedule import ScheduleError
+    from pyrec.source import record_file
+
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()] if args.tracks else None
     if args.source != "-" and "://" not in args.source and not os.path.exists(args.source):
         print(f"pyrec: error: {args.source}: No such file or directory", file=sys.stderr)
@@ -121,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pyrec._core import PyrecError
     from pyrec.config import ConfigError, load_config
     from pyrec.serve import run
 
@@ -147,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pyrec: error: --interval must be > 0", file=sys.stderr)
         return 2
     if getattr(args, "schedule", None) is not None:
+        from pyrec.schedule import ScheduleError
+        from pyrec.schedule import validate as validate_schedule
+
         try:
             validate_schedule(args.schedule)
         except ScheduleError as e:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+
+from pyrec.lightdata import dataclass, field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["PathContext", "new_transaction_id", "expand", "format_time", "has_end_time",
            "resolve_under", "PathEscapeError", "DEFAULT_FILE_TEMPLATE", "DEFAULT_INFO_TEMPLATE"]
@@ -98,6 +102,8 @@ def expand(template: str, ctx: PathContext) -> str:
 def resolve_under(root: str | os.PathLike[str], path: str) -> Path:
     """`path` (absolute or relative) placed under `root`; PathEscapeError if it would leave it.
     Absolute paths are taken relative to the root, as OME prefixes its RootPath."""
+    from pathlib import Path
+
     base = Path(root).resolve()
     rel = path.lstrip("/")
     if not rel:

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
 
 from pyrec import _core
+from pyrec.lightdata import dataclass, field
 from pyrec.paths import PathContext, expand, has_end_time
-from pyrec.schedule import Schedule
-from pyrec.tracks import TrackSpec
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import queue
+    import threading
+    from typing import Any
+
+    import numpy as np
+
+    from pyrec.schedule import Schedule
+    from pyrec.tracks import TrackSpec
 
 __all__ = ["Recorder", "RecordedFile", "FileSink", "SEGMENTATION_RULES", "FINISH_MODES",
            "rename_no_replace"]
@@ -59,21 +61,29 @@ class _Syncer:
     on the disk one after another)."""
 
     def __init__(self) -> None:
-        self._q: queue.SimpleQueue[int] = queue.SimpleQueue()
+        import _thread  # built in: queue and threading load with the first live file
+
+        self._q: queue.SimpleQueue[int] | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def sync_and_close(self, fd: int) -> None:
         with self._lock:
             if self._thread is None:
+                import queue
+                import threading
+
+                self._q = queue.SimpleQueue()
                 self._thread = threading.Thread(target=self._run, name="pyrec-fsync",
                                                 daemon=True)
                 self._thread.start()
-        self._q.put(fd)
+        self._q.put(fd)  # type: ignore[union-attr]
 
     def _run(self) -> None:
+        q = self._q
+        assert q is not None
         while True:
-            fd = self._q.get()
+            fd = q.get()
             try:
                 os.fsync(fd)
             except OSError:
@@ -164,6 +174,8 @@ class FileSink:
             template = os.fspath(self.output)
             if has_end_time(template):
                 later = template
+                from pathlib import Path
+
                 final_dir = Path(expand(template, self._ctx(sequence, start, start))).parent
                 path = str(final_dir / f".pyrec-{os.getpid()}-{id(self)}-{sequence}.part")
             else:
@@ -318,6 +330,8 @@ class Recorder:
         if interval_ms < 0 or part_duration_ms <= 0:
             raise ValueError("interval_ms must be >= 0 and part_duration_ms > 0")
         self.tracks = list(tracks)
+        if isinstance(schedule, str):
+            from pyrec.schedule import Schedule
         self.schedule = Schedule(schedule) if isinstance(schedule, str) else schedule
         self.sink = FileSink(output, context=context, overwrite=overwrite, clock=clock,
                              on_file=on_file, finish=finish)

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from fractions import Fraction
-from typing import Any
+from datetime import timedelta
 
 from pyrec import _core
+from pyrec.lightdata import dataclass
 from pyrec.paths import PathContext
 from pyrec.recorder import (FINISH_MODES, SEGMENTATION_RULES, FileSink, Output, RecordedFile,
                             Recorder)
-from pyrec.schedule import Schedule
 from pyrec.tracks import (DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME, TrackSpec, audio_timescale,
                           timescale_for)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from fractions import Fraction
+    from typing import Any
+
+    from pyrec.schedule import Schedule
 
 __all__ = ["record_file", "SourceTrack", "Progress", "is_flv"]
 
 Progress = Callable[[float], None]  # fraction done, 0..1
 _BATCH = 512
-_READ = 1 << 20
+# Reads small enough to stay in the L2 cache for the parse and copies that follow (~25% less
+# CPU for `pyrec record` than 1 MiB reads; bench/RESULTS.md).
+_READ = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ def record_file(source: str, output: Output, *, tracks: Sequence[str] | None = N
         raise ValueError(f"segmentation must be one of {SEGMENTATION_RULES}")
     if interval_ms and schedule:
         raise ValueError("interval and schedule cannot be used at the same time")
+    if schedule:
+        from pyrec.schedule import Schedule
     sched = Schedule(schedule) if schedule else None
     ctx = _context(source, context)
     if is_flv(source):

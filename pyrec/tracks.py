@@ -1,10 +1,12 @@
 """Track descriptions handed to the C core."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-
 from pyrec import _core
+from pyrec.lightdata import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = ["TrackSpec", "CODECS", "DEFAULT_VIDEO_NAME", "DEFAULT_AUDIO_NAME", "timescale_for",
            "audio_timescale"]

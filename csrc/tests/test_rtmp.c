@@ -608,6 +608,63 @@ static void test_csid_forms(void) {
   rec_free(&r);
 }
 
+static int count_acks(const rec *r, uint32_t *last) {
+  int n = decode_out(r->out.data, r->out.len, 4096, g_m, 64), acks = 0;
+  for (int i = 0; i < n; i++)
+    if (g_m[i].type == 3 && g_m[i].len == 4) {
+      acks++;
+      *last = pyrec_rd32(g_m[i].data);
+    }
+  return acks;
+}
+
+/* Deferred acknowledgements (the server sends them once the publisher is quiet): crossing
+ * windows only marks one due; sending it reports every byte received so far, once, and the next
+ * window counts from there. */
+static void test_ack_deferred(void) {
+  pyrec_rtmp_limits lim = {0, 0, 5000, 0};
+  rec r;
+  pyrec_rtmp_conn *c = publishing(&r, &lim);
+  pyrec_rtmp_conn_set_defer_acks(c, 1);
+  pyrec_buf b;
+  pyrec_buf_init(&b);
+  put_ctrl(&b, 4096, 5, 6000); /* the client's window */
+  static uint8_t p[1000];
+  for (int i = 0; i < 20; i++) /* > 3 windows */
+    put_msg(&b, 4096, 6, 9, 1, (uint32_t)i, p, sizeof p);
+  CHECK(!pyrec_rtmp_conn_ack_due(c));
+  CHECK_EQ(feed_all(c, &b), 0);
+  uint32_t last = 0;
+  CHECK_EQ(count_acks(&r, &last), 0);
+  CHECK(pyrec_rtmp_conn_ack_due(c));
+  CHECK_EQ(pyrec_rtmp_conn_send_due_ack(c), 0);
+  CHECK(!pyrec_rtmp_conn_ack_due(c));
+  pyrec_rtmp_stats st;
+  pyrec_rtmp_conn_stats(c, &st);
+  CHECK_EQ(count_acks(&r, &last), 1);
+  CHECK_EQ(last, (uint32_t)st.bytes_in); /* every byte so far, handshake included */
+  CHECK_EQ(st.acks_sent, 1);
+  CHECK_EQ(pyrec_rtmp_conn_send_due_ack(c), 0); /* nothing due: nothing sent */
+  CHECK_EQ(count_acks(&r, &last), 1);
+  /* less than a window since that acknowledgement: not due; past it: due again */
+  pyrec_buf_reset(&b);
+  for (int i = 0; i < 5; i++)
+    put_msg(&b, 4096, 6, 9, 1, (uint32_t)(20 + i), p, sizeof p);
+  CHECK_EQ(feed_all(c, &b), 0);
+  CHECK(!pyrec_rtmp_conn_ack_due(c));
+  pyrec_buf_reset(&b);
+  put_msg(&b, 4096, 6, 9, 1, 25, p, sizeof p);
+  CHECK_EQ(feed_all(c, &b), 0);
+  CHECK(pyrec_rtmp_conn_ack_due(c));
+  CHECK_EQ(count_acks(&r, &last), 1);
+  /* the same media arrived, in order, whatever the acknowledgements did */
+  check_media(&r, 9, 0, p, sizeof p);
+  check_media(&r, 9, 25, p, sizeof p);
+  pyrec_buf_free(&b);
+  pyrec_rtmp_conn_free(c);
+  rec_free(&r);
+}
+
 static void test_ack_window(void) {
   pyrec_rtmp_limits lim = {0, 0, 5000, 0};
   rec r;
@@ -1133,6 +1190,7 @@ int main(void) {
   RUN(test_control_one_byte_short);
   RUN(test_csid_forms);
   RUN(test_ack_window);
+  RUN(test_ack_deferred);
   RUN(test_conversation);
   RUN(test_refusals);
   RUN(test_data_messages);

@@ -126,6 +126,17 @@ const pyrec_errinfo *pyrec_rtmp_conn_error(const pyrec_rtmp_conn *c); /* code 0 
 void pyrec_rtmp_conn_stats(const pyrec_rtmp_conn *c, pyrec_rtmp_stats *out);
 const char *pyrec_rtmp_conn_app(const pyrec_rtmp_conn *c);   /* "" before connect */
 const char *pyrec_rtmp_conn_tcurl(const pyrec_rtmp_conn *c); /* "" before connect */
+/* Deferred acknowledgements: when on, crossing the peer's window only marks an
+ * Acknowledgement as due (pyrec_rtmp_conn_ack_due) and the owner sends it with
+ * pyrec_rtmp_conn_send_due_ack once the peer has gone quiet. A publisher that closes its socket
+ * while bytes it has not read arrive makes its kernel reset the connection and drop whatever
+ * it still had queued for us (the tail of the stream); one that waits for the acknowledgement
+ * goes quiet at once, so it gets it a moment later. Off by default (sent when due). */
+void pyrec_rtmp_conn_set_defer_acks(pyrec_rtmp_conn *c, int on);
+int pyrec_rtmp_conn_ack_due(const pyrec_rtmp_conn *c);
+/* Sends the due acknowledgement (sequence number: every byte received so far) through the send
+ * callback; 0, or the callback's failure (as pyrec_rtmp_conn_feed reports it). */
+int pyrec_rtmp_conn_send_due_ack(pyrec_rtmp_conn *c);
 /* The name a stream publishes under, NULL if it does not publish. */
 const char *pyrec_rtmp_conn_stream_name(const pyrec_rtmp_conn *c, uint32_t stream_id);
 void pyrec_rtmp_conn_free(pyrec_rtmp_conn *c);
