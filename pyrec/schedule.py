@@ -8,7 +8,8 @@ naming the field and the number."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (pyrec record loads this)
 
 if TYPE_CHECKING:
     from datetime import datetime
