@@ -158,6 +158,9 @@ class TaskState(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _FileEvent(Event):
     recording: Recording
+    # For the info XML writer (not in the JSON): the task's info file and its <file> entry.
+    info_path: str | None = field(default=None, compare=False)
+    info: Any = field(default=None, compare=False)
 
     def data(self) -> dict[str, Any]:
         return {"recording": self.recording.to_dict()}
@@ -234,6 +237,7 @@ class EventBus:
         self._sub_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._local: list[Event] = []  # published on the dispatcher while handling an item
         self.delivered = 0  # events handed to the subscribers (dispatcher thread only)
         self.failures = 0   # subscriber calls that raised
 
@@ -258,8 +262,13 @@ class EventBus:
         return self
 
     def publish(self, event: Event) -> None:
-        """Any thread, the ingest loop included: enqueue, nothing else."""
-        self._q.put(event)
+        """Any thread, the ingest loop included: enqueue, nothing else. On the dispatcher
+        itself (work run by call(), a subscriber), the event is delivered right after the
+        item being handled, before anything queued later: what it follows comes first."""
+        if threading.current_thread() is self._thread:
+            self._local.append(event)
+        else:
+            self._q.put(event)
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run `fn()` on the dispatcher, in order with the events (work that must follow the
@@ -305,6 +314,11 @@ class EventBus:
             self._handle(item)
 
     def _handle(self, item: Any) -> None:
+        self._handle_one(item)
+        while self._local:
+            self._handle_one(self._local.pop(0))
+
+    def _handle_one(self, item: Any) -> None:
         if isinstance(item, _Barrier):
             item.done.set()
             return
