@@ -127,14 +127,16 @@ class TaskStore:
                 raise StoreError(f"{self.path}: task database schema {version} is newer than "
                                  f"this pyrec's ({SCHEMA_VERSION}); refusing to change it")
             start = version
-            while version < SCHEMA_VERSION:
-                convert = _MIGRATIONS[version]
+            if version < SCHEMA_VERSION:
                 rows = db.execute("SELECT vhost, app, id, data FROM tasks").fetchall()
                 for v, a, i, text in rows:
-                    data = convert(v, a, i, json.loads(text))
+                    data = json.loads(text)
+                    for step in range(start, SCHEMA_VERSION):
+                        data = _MIGRATIONS[step](v, a, i, data)
+                    rec = TaskRecord.from_dict({**data, "vhost": v, "app": a, "id": i})
                     db.execute("UPDATE tasks SET data = ? WHERE vhost = ? AND app = ? AND id = ?",
-                               (json.dumps(data, separators=(",", ":")), v, a, i))
-                version += 1
+                               (rec.to_json(), v, a, i))
+                version = SCHEMA_VERSION
             db.execute(f"PRAGMA user_version = {int(version)}")
             db.execute("COMMIT")
         except BaseException:
