@@ -527,20 +527,27 @@ static const uint64_t lag_bounds[PYREC_LAG_BUCKETS - 1] = PYREC_LAG_BOUNDS_US;
 
 const uint64_t *pyrec_server_lag_bounds_us(void) { return lag_bounds; }
 
-/* The lag timer expired `n` times: the first unhandled expiry was due at lag_due_us. */
-static void lag_record(pyrec_server *s, uint64_t n) {
-  const uint64_t *bounds = lag_bounds;
-  uint64_t now = now_us();
-  uint64_t lag = now > s->lag_due_us ? now - s->lag_due_us : 0;
-  s->lag_due_us += n * PYREC_LAG_PROBE_MS * 1000u;
+static void lag_add(pyrec_server *s, uint64_t lag) {
   unsigned b = 0;
-  while (b < PYREC_LAG_BUCKETS - 1 && lag > bounds[b])
+  while (b < PYREC_LAG_BUCKETS - 1 && lag > lag_bounds[b])
     b++;
   s->st.lag_hist[b]++;
   s->st.lag_samples++;
   s->st.lag_sum_us += lag;
   if (lag > s->st.lag_max_us)
     s->st.lag_max_us = lag;
+}
+
+/* The lag timer expired `n` times: the first unhandled expiry was due at lag_due_us. Each
+ * expiry is a sample (the k-th waited one period less than the one before it), so a long
+ * stall weighs as many samples as the 10 ms ticks it held up, not one. */
+static void lag_record(pyrec_server *s, uint64_t n) {
+  const uint64_t period = PYREC_LAG_PROBE_MS * 1000u;
+  uint64_t now = now_us();
+  uint64_t lag = now > s->lag_due_us ? now - s->lag_due_us : 0;
+  s->lag_due_us += n * period;
+  for (uint64_t k = 0; k < n && k < 100000; k++)
+    lag_add(s, lag > k * period ? lag - k * period : 0);
 }
 
 static void lag_arm(pyrec_server *s) {
