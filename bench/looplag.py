@@ -75,11 +75,18 @@ def main() -> int:
     ap.add_argument("--schedule", default="*/10 * *")
     ap.add_argument("--ramp-ms", type=int, default=5000)
     ap.add_argument("--label", default="", help="a name for this run in the output")
+    ap.add_argument("--switch-ms", type=float, default=None,
+                    help="sys.setswitchinterval for the server process (default: as is)")
     a = ap.parse_args()
     n = a.streams or (50 if a.short else 200)
     seconds = a.seconds or (20 if a.short else 40)
 
+    import os
+
     import pyrec
+
+    if a.switch_ms is not None:
+        sys.setswitchinterval(a.switch_ms / 1000)
     from pyrec.config import load_config
     from pyrec.serve import Service
 
@@ -91,9 +98,11 @@ def main() -> int:
     svc = Service(cfg).start()
     try:
         for i in range(n):
-            api(svc.api_port, "startRecord", {
-                "id": f"t{i}", "stream": {"name": f"s{i}"}, "schedule": a.schedule,
-                "filePath": "${Stream}/${Id}_${Sequence}.mp4"})
+            body = {"id": f"t{i}", "stream": {"name": f"s{i}"},
+                    "filePath": "${Stream}/${Id}_${Sequence}.mp4"}
+            if a.schedule:  # "" = no split: the data plane's own lag, for comparison
+                body["schedule"] = a.schedule
+            api(svc.api_port, "startRecord", body)
         t0 = time.monotonic()
         lg = subprocess.Popen([str(exe), "-n", str(n), "-a", "app", "-p", "s", "-d",
                                str(seconds), "-r", str(a.ramp_ms), "127.0.0.1",
@@ -120,6 +129,8 @@ def main() -> int:
               **{f"lag_{k}_ms_at_most": v for k, v in q.items()}, **above,
               "lag_max_ms_whole_run": round(s1["lag_max_us"] / 1000, 2), "files": files,
               "failed_publishers": report.get("failed"),
+              "switch_interval_ms": sys.getswitchinterval() * 1000,
+              "load_avg_1m_after": os.getloadavg()[0],
               "loadgen_max_late_ms": report.get("max_late_ms")}
     print(json.dumps(result, indent=1))
     print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
