@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from pyrec.config import ConfigError, load_config
     from pyrec.serve import run
+    from pyrec.store import StoreError
 
     try:
         cfg = load_config(args.config, host=args.host, api_port=args.api_port,
@@ -130,6 +131,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         return run(cfg)
+    except StoreError as e:
+        print(f"pyrec: error: {e}", file=sys.stderr)
+        return 1
     except PyrecError as e:
         print(f"pyrec: error: {e.message}", file=sys.stderr)
         return 1

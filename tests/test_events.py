@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -241,12 +243,26 @@ def test_store_migrates_a_database_of_the_previous_schema(tmp_path):
 
 def test_store_refuses_a_newer_schema(tmp_path):
     db = tmp_path / "tasks.sqlite3"
+    cfg = tmp_path / "pyrec.toml"
+    cfg.write_text(f'[server]\ndatabase = "{db}"\n')
     TaskStore(db).close()
     con = sqlite3.connect(db)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     con.close()
     with pytest.raises(StoreError, match="newer"):
         TaskStore(db)
+    # `pyrec serve` says so and exits, leaving the database as it was
+    r = subprocess.run([sys.executable, "-m", "pyrec", "serve", "--host", "127.0.0.1",
+                        "--api-port", "0", "--rtmp-port", "0", "--access-token", TOKEN,
+                        "--record-root", str(tmp_path / "rec"), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().endswith(
+        f"task database schema {SCHEMA_VERSION + 1} is newer than this pyrec's "
+        f"({SCHEMA_VERSION}); refusing to change it"), r.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    con.close()
 
 
 def test_task_record_round_trip_keeps_every_field(tmp_path):
