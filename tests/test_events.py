@@ -307,3 +307,55 @@ def test_events_json_of_every_type_has_the_common_fields():
                   previous_state="recording", error="disk full").to_dict()
     assert d["data"] == {"taskId": "t", "state": "error", "previousState": "recording",
                          "error": "disk full"}
+
+
+# ---- the stream registry -------------------------------------------------------------------
+
+def test_registry_claims_names_and_tells_listeners_in_order(caplog):
+    """Any source's stream (here a plain record: the registry needs no RTMP) is claimed by
+    name once; listeners hear ready/closing/end; a failing listener is logged and the next
+    one still hears; stream.published / stream.ended go to the bus, ended only if published."""
+    from dataclasses import dataclass, field as dfield
+
+    from pyrec.streams import StreamRegistry
+
+    @dataclass(eq=False)
+    class Src:
+        vhost: str
+        app: str
+        name: str
+        peer: str = "10.0.0.1:5000"
+        ready: bool = False
+        ended: bool = False
+        tracks: list = dfield(default_factory=list)
+
+    bus = EventBus("n").start()
+    events: list[dict] = []
+    bus.subscribe(lambda ev: events.append(ev.to_dict()))
+    reg = StreamRegistry(EventSource(bus))
+    heard: list[str] = []
+
+    def broken(st):
+        raise RuntimeError("listener bug")
+
+    reg.add_listener(on_ready=broken, on_end=lambda st, why: heard.append(f"end1 {why}"))
+    reg.add_listener(on_ready=lambda st: heard.append("ready2"),
+                     on_closing=lambda st: heard.append("closing2"),
+                     on_end=lambda st, why: heard.append(f"end2 {why}"))
+    a, dup, never = Src("v", "a", "cam"), Src("v", "a", "cam"), Src("v", "a", "quiet")
+    assert reg.claim(a) and not reg.claim(dup) and reg.claim(never)
+    assert reg.find("v", "a", "cam") is a
+    a.ready = True
+    reg.ready(a)
+    reg.closing(a)
+    reg.ended(a, "publisher left")
+    reg.ended(never, "timeout")  # never ready: listeners told, no stream.ended
+    bus.close()
+    assert heard == ["ready2", "closing2", "end1 publisher left", "end2 publisher left",
+                     "end1 timeout", "end2 timeout"]
+    assert reg.find("v", "a", "cam") is None and a.ended and reg.claim(dup)
+    assert [(e["type"], e["stream"]) for e in events] == [("stream.published", "cam"),
+                                                          ("stream.ended", "cam")]
+    assert events[0]["data"] == {"tracks": [], "remote": "10.0.0.1:5000"}
+    assert events[1]["data"] == {"reason": "publisher left"}
+    assert any("listener" in r.getMessage() and r.exc_info for r in caplog.records)
