@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #define ACK_QUIET_MS 20 /* a due acknowledgement waits until its peer sent nothing this long */
 #define TAG_LISTEN ((uint64_t)1)
 #define TAG_WAKE ((uint64_t)2)
+#define TAG_LAG ((uint64_t)3)
 
 typedef struct sconn sconn;
 
@@ -64,7 +66,8 @@ struct pyrec_server {
   pyrec_server_opts o;
   pyrec_server_callbacks cb;
   pthread_mutex_t lock;
-  int lfd, ep, wake;
+  int lfd, ep, wake, lagfd;
+  uint64_t lag_due_us; /* when the lag timer's next unhandled expiry was due */
   uint16_t port;
   volatile int stopping;
   int kicked; /* some connection has dead set by pyrec_server_kick */
@@ -76,6 +79,12 @@ struct pyrec_server {
   uint8_t *rbuf;
   pyrec_server_stats st;
 };
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -479,7 +488,7 @@ int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
     s->o.idle_timeout_ms = 30000;
   if (cb)
     s->cb = *cb;
-  s->lfd = s->ep = s->wake = -1;
+  s->lfd = s->ep = s->wake = s->lagfd = -1;
   pthread_mutexattr_t ma;
   pthread_mutexattr_init(&ma);
   pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
@@ -515,6 +524,12 @@ int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
     socklen_t bl = sizeof b;
     getsockname(s->lfd, (struct sockaddr *)&b, &bl);
     s->port = ntohs(b.sin_port);
+    /* The lag probe is a measurement only: without a timerfd the server runs unprobed. */
+    s->lagfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (s->lagfd >= 0) {
+      struct epoll_event tv = {.events = EPOLLIN, .data.u64 = TAG_LAG};
+      epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lagfd, &tv);
+    }
   }
   if (rc) {
     pyrec_server_free(s);
@@ -539,9 +554,46 @@ static void drain_before_stop(pyrec_server *s, sconn *c) {
 
 uint16_t pyrec_server_port(const pyrec_server *s) { return s->port; }
 
+static const uint64_t lag_bounds[PYREC_LAG_BUCKETS - 1] = PYREC_LAG_BOUNDS_US;
+
+const uint64_t *pyrec_server_lag_bounds_us(void) { return lag_bounds; }
+
+static void lag_add(pyrec_server *s, uint64_t lag) {
+  unsigned b = 0;
+  while (b < PYREC_LAG_BUCKETS - 1 && lag > lag_bounds[b])
+    b++;
+  s->st.lag_hist[b]++;
+  s->st.lag_samples++;
+  s->st.lag_sum_us += lag;
+  if (lag > s->st.lag_max_us)
+    s->st.lag_max_us = lag;
+}
+
+/* The lag timer expired `n` times: the first unhandled expiry was due at lag_due_us. Each
+ * expiry is a sample (the k-th waited one period less than the one before it), so a long
+ * stall weighs as many samples as the 10 ms ticks it held up, not one. */
+static void lag_record(pyrec_server *s, uint64_t n) {
+  const uint64_t period = PYREC_LAG_PROBE_MS * 1000u;
+  uint64_t now = now_us();
+  uint64_t lag = now > s->lag_due_us ? now - s->lag_due_us : 0;
+  s->lag_due_us += n * period;
+  for (uint64_t k = 0; k < n && k < 100000; k++)
+    lag_add(s, lag > k * period ? lag - k * period : 0);
+}
+
+static void lag_arm(pyrec_server *s) {
+  if (s->lagfd < 0)
+    return;
+  struct itimerspec it = {.it_interval = {0, PYREC_LAG_PROBE_MS * 1000000L},
+                          .it_value = {0, PYREC_LAG_PROBE_MS * 1000000L}};
+  s->lag_due_us = now_us() + PYREC_LAG_PROBE_MS * 1000u;
+  timerfd_settime(s->lagfd, 0, &it, NULL);
+}
+
 int pyrec_server_run(pyrec_server *s) {
   struct epoll_event evs[256];
   uint64_t last_check = now_ms(), last_acks = last_check;
+  lag_arm(s);
   while (!s->stopping) {
     int n = epoll_wait(s->ep, evs, 256, s->acks_waiting ? ACK_QUIET_MS / 2 : 200);
     if (n < 0 && errno != EINTR)
@@ -557,6 +609,10 @@ int pyrec_server_run(pyrec_server *s) {
       } else if (evs[i].data.u64 == TAG_WAKE) {
         uint64_t v;
         (void)!read(s->wake, &v, sizeof v);
+      } else if (evs[i].data.u64 == TAG_LAG) {
+        uint64_t v = 0;
+        if (read(s->lagfd, &v, sizeof v) == (ssize_t)sizeof v && v)
+          lag_record(s, v);
       } else {
         sconn *c = evs[i].data.ptr;
         if (c->dead)
@@ -626,6 +682,8 @@ void pyrec_server_free(pyrec_server *s) {
     close(s->ep);
   if (s->wake >= 0)
     close(s->wake);
+  if (s->lagfd >= 0)
+    close(s->lagfd);
   pthread_mutex_destroy(&s->lock);
   free(s->rbuf);
   free(s);

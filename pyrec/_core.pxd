@@ -237,6 +237,8 @@ cdef extern from "pyrec/server.h" nogil:
         uint64_t bytes_in
         uint64_t media_messages
         uint64_t errors
+        uint64_t lag_samples, lag_sum_us, lag_max_us
+        uint64_t lag_hist[20]
     int pyrec_server_new(pyrec_server **out, const pyrec_server_opts *o,
                          const pyrec_server_callbacks *cb, pyrec_errinfo *err)
     uint16_t pyrec_server_port(const pyrec_server *s)
@@ -258,3 +260,4 @@ cdef extern from "pyrec/server.h" nogil:
     int pyrec_server_discard(pyrec_server *s, uint64_t parked)
     int pyrec_server_kick(pyrec_server *s, uint64_t key)
     void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out)
+    const uint64_t *pyrec_server_lag_bounds_us()

@@ -1,4 +1,5 @@
 """Type stub for the C core bindings (pyrec/_core.pyx)."""
+import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,22 @@ def codec_id(name: str) -> int: ...
 def codec_name(codec: int) -> str | None: ...
 def codec_is_video(codec: int) -> bool: ...
 def error_names() -> dict[int, tuple[str, str]]: ...
+
+class Err(enum.IntEnum):
+    """The C error table (csrc/include/pyrec/error.h), one member per code."""
+    NOMEM: int
+    INVAL: int
+    CODEC: int
+    CONFIG: int
+    MALFORMED: int
+    TRUNCATED: int
+    TOOBIG: int
+    IO: int
+    STATE: int
+    NOTRACK: int
+    CALLBACK: int
+
+def make_error(code: int, message: str) -> PyrecError: ...
 def parse_flv(data: bytes | bytearray | memoryview) -> list[dict[str, Any]]: ...
 
 Opener = Callable[[int, int], int]
@@ -104,6 +121,7 @@ class FlvSource:
     def stats(self) -> dict[str, Any]: ...
 
 RTMP_BADNAME: int
+LAG_BOUNDS_US: tuple[int, ...]
 
 class Server:
     """The RTMP ingest loop (csrc/server.c). `handler` gets on_connect, on_publish,

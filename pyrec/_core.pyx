@@ -3,6 +3,7 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_AsString, PyBytes_FromStringAndSize
+import enum as _enum
 
 
 
@@ -102,6 +103,15 @@ def error_names() -> dict:
     return out
 
 
+# The one error table (csrc/include/pyrec/error.h) as an IntEnum: Err.NOTRACK == 10.
+Err = _enum.IntEnum("Err", {name: code for code, (name, _msg) in error_names().items()})
+
+
+def make_error(code, message) -> PyrecError:
+    """A PyrecError of C error `code` (an Err) raised by Python code, with `message`."""
+    return PyrecError(pyrec_errname(code).decode(), int(code), message)
+
+
 cdef dict _file_dict(const pyrec_rec_file *f):
     tracks = []
     cdef unsigned i
@@ -114,6 +124,7 @@ cdef dict _file_dict(const pyrec_rec_file *f):
     return {"sequence": f.sequence, "fd": f.fd, "start_ms": f.start_ms, "end_ms": f.end_ms,
             "bytes": f.bytes, "payload_bytes": f.payload_bytes, "packets": f.packets,
             "error": (pyrec_errname(f.error).decode() if f.error else None),
+            "error_code": f.error,
             "error_message": (f.error_msg.decode("utf-8", "replace") if f.error and f.error_msg != NULL else None),
             "fragments": (f.stats.fragments if f.stats != NULL else 0), "tracks": tracks}
 
@@ -513,6 +524,9 @@ def parse_flv(const uint8_t[::1] data not None) -> list:
 # ---- RTMP ingest server ------------------------------------------------------------------
 
 RTMP_BADNAME = PYREC_RTMP_BADNAME
+# Upper bounds of the loop-lag histogram's buckets (csrc/include/pyrec/server.h); the last
+# bucket counts lags above the last bound.
+LAG_BOUNDS_US = tuple(pyrec_server_lag_bounds_us()[i] for i in range(19))
 
 
 cdef void _handler_failed(object handler, BaseException e) noexcept:
@@ -763,4 +777,6 @@ cdef class Server:
         return {"accepted": st.accepted, "refused": st.refused, "closed": st.closed,
                 "connections": st.connections, "streams": st.streams,
                 "bytes_in": st.bytes_in, "media_messages": st.media_messages,
-                "errors": st.errors}
+                "errors": st.errors, "lag_samples": st.lag_samples,
+                "lag_sum_us": st.lag_sum_us, "lag_max_us": st.lag_max_us,
+                "lag_hist": [st.lag_hist[i] for i in range(20)], "lag_bounds_us": LAG_BOUNDS_US}

@@ -3,8 +3,10 @@
 `create_app(manager, config)` receives its collaborators. The pipeline of every request is the
 contract's order: CORS preflight (OPTIONS, no auth) -> Basic auth (401) -> route (404 controller
 not found) -> JSON body (400) -> vhost/app exist (404) -> the action in the task manager. Resources
-are thin; errors are turned into the `{"statusCode", "message"}` envelope by one handler per
-exception family (ApiError, falcon.HTTPError, anything else = 500).
+are thin: they validate the body (pyrec.schemas) and call the task manager. Errors are turned
+into the `{"statusCode", "message"}` envelope by one handler per exception family: ApiError
+(the HTTP layer's own), the domain's TaskError (its status from TASK_ERROR_STATUS, the one
+place the domain meets HTTP), falcon.HTTPError, anything else = 500.
 """
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ from typing import Any, Callable, Protocol
 
 import falcon
 
+from pyrec import schemas
 from pyrec.config import Config
 from pyrec.errors import ApiError
+from pyrec.task import TaskSpec
+from pyrec.task_errors import (DuplicateTask, InvalidTaskSpec, TaskError, TaskNotFound,
+                               TooManyTasks, UnknownApp, UnknownVhost)
 
 __all__ = ["create_app", "TaskManagerLike", "JSON_CONTENT_TYPE", "MAX_BODY_BYTES"]
 
@@ -36,10 +42,17 @@ MSG_INTERNAL = "Internal server error"
 
 
 class TaskManagerLike(Protocol):
-    def check_app(self, vhost: str, app: str) -> None: ...
-    def start_record(self, vhost: str, app: str, body: dict[str, Any]) -> dict[str, Any]: ...
-    def stop_record(self, vhost: str, app: str, body: dict[str, Any]) -> dict[str, Any]: ...
-    def records(self, vhost: str, app: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def check_app(self, vhost: str, app: str) -> Any: ...
+    def start_record(self, vhost: str, app: str, spec: TaskSpec) -> dict[str, Any]: ...
+    def stop_record(self, vhost: str, app: str, rid: str) -> dict[str, Any]: ...
+    def records(self, vhost: str, app: str, rid: Any) -> list[dict[str, Any]]: ...
+
+
+# The domain's errors as HTTP statuses (their messages are the contract's).
+TASK_ERROR_STATUS: dict[type[TaskError], int] = {
+    InvalidTaskSpec: 400, TooManyTasks: 400, UnknownVhost: 404, UnknownApp: 404,
+    TaskNotFound: 404, DuplicateTask: 409,
+}
 
 
 # --- envelope ------------------------------------------------------------------------------
@@ -150,11 +163,17 @@ class AppActionResource:
         Action = Callable[[str, str, dict[str, Any]], Any]
         self._manager = manager
         self._post: dict[str, Action] = {
-            "startRecord": manager.start_record,
-            "stopRecord": manager.stop_record,
-            "records": manager.records,
-        }
-        self._get: dict[str, Action] = {"records": manager.records}  # OME keeps it (deprecated)
+            "startRecord": self._start, "stopRecord": self._stop, "records": self._records}
+        self._get: dict[str, Action] = {"records": self._records}  # OME keeps it (deprecated)
+
+    def _start(self, vhost: str, app: str, body: dict[str, Any]) -> Any:
+        return self._manager.start_record(vhost, app, schemas.parse_start(body))
+
+    def _stop(self, vhost: str, app: str, body: dict[str, Any]) -> Any:
+        return self._manager.stop_record(vhost, app, schemas.parse_stop(body))
+
+    def _records(self, vhost: str, app: str, body: dict[str, Any]) -> Any:
+        return self._manager.records(vhost, app, schemas.parse_records(body))
 
     @staticmethod
     def _split(app_action: str, table: dict[str, Any]) -> tuple[str, Any]:
@@ -199,6 +218,16 @@ def _api_error_handler(www_authenticate: str) -> Callable[..., None]:
     return handle_api_error
 
 
+def _handle_task_error(req: falcon.Request, resp: falcon.Response, ex: TaskError,
+                       params: dict[str, Any]) -> None:
+    status = next((code for cls, code in TASK_ERROR_STATUS.items() if isinstance(ex, cls)), 500)
+    if status == 500:
+        log.error("unmapped domain error in %s %s", req.method, req.path, exc_info=ex)
+        _error(resp, 500, MSG_INTERNAL)
+        return
+    _error(resp, status, ex.message)
+
+
 def _handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,
                        params: dict[str, Any]) -> None:
     """Falcon's own errors (no route, no responder for the method, bad header...) in the
@@ -227,4 +256,5 @@ def create_app(manager: TaskManagerLike, config: Config) -> falcon.App:
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)
     app.add_error_handler(ApiError, _api_error_handler(f'Basic realm="{realm}"'))
+    app.add_error_handler(TaskError, _handle_task_error)
     return app

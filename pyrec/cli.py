@@ -130,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pyrec._core import PyrecError
     from pyrec.config import ConfigError, load_config
     from pyrec.serve import run
+    from pyrec.store import StoreError
 
     try:
         cfg = load_config(args.config, host=args.host, api_port=args.api_port,
@@ -140,6 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         return run(cfg)
+    except StoreError as e:
+        print(f"pyrec: error: {e}", file=sys.stderr)
+        return 1
     except PyrecError as e:
         print(f"pyrec: error: {e.message}", file=sys.stderr)
         return 1

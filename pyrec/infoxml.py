@@ -3,14 +3,18 @@ file, appended by rewriting the whole file atomically (temp file + rename) under
 tasks sharing one info file lose nothing."""
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
 import threading
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
-__all__ = ["InfoEntry", "append_entry"]
+__all__ = ["InfoEntry", "append_entry", "InfoXmlWriter"]
+
+log = logging.getLogger("pyrec.infoxml")
 
 _HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<files>\n'
 _TAIL = "</files>\n"
@@ -100,3 +104,23 @@ def append_entry(path: str, entry: InfoEntry) -> None:
             except FileNotFoundError:
                 pass
             raise
+
+
+class InfoXmlWriter:
+    """The info XML as a subscriber of file.finished / file.recovered: appends the event's
+    entry to its task's info file. Subscribe it first, so that every later subscriber of a
+    file.finished sees the info XML already updated (the contract's order)."""
+
+    TYPES = ("file.finished", "file.recovered")
+
+    def subscribe(self, bus: Any) -> None:
+        bus.subscribe(self, self.TYPES)
+
+    def __call__(self, event: Any) -> None:
+        path, entry = getattr(event, "info_path", None), getattr(event, "info", None)
+        if path is None or entry is None:
+            return
+        try:
+            append_entry(path, entry)
+        except OSError as e:
+            log.error("task %s: cannot write the info file: %s", entry.id, e)

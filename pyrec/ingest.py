@@ -12,6 +12,7 @@ from typing import Any
 from pyrec import _core
 from pyrec.paths import PathContext
 from pyrec.recorder import FileSink, Output, RecordedFile
+from pyrec.streams import StreamRegistry
 from pyrec.tracks import DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME
 
 __all__ = ["IngestServer", "LiveStream", "LiveRecording", "StreamTrack", "IngestLimits"]
@@ -81,7 +82,7 @@ class LiveRecording:
             try:
                 self.stream.server.core.detach(self.stream.key, self.sid)
             except _core.PyrecError as e:
-                if e.name != "NOTRACK":  # the stream ended first: files already finished
+                if e.code != _core.Err.NOTRACK:  # the stream ended first: files finished
                     raise
         return self.files
 
@@ -142,17 +143,18 @@ def _adopt(stream: LiveStream, rec: LiveRecording) -> LiveRecording:
 
 class IngestServer:
     """RTMP server on `host:port`; `apps` maps app name -> track names (video, audio) for
-    that app (spec section 10; default bypass_video/bypass_audio). Listeners:
-    on_stream_ready(LiveStream) (attach recordings there) and on_stream_end(LiveStream, reason).
-    """
+    that app (spec section 10; default bypass_video/bypass_audio). Its streams live in
+    `registry` (a StreamRegistry, shared with other sources; a new one by default), whose
+    listeners are told when a stream is ready, closing or ended. on_stream_ready(LiveStream)
+    and on_stream_end(LiveStream, reason) given here become one such listener."""
 
     def __init__(self, *, host: str = "0.0.0.0", port: int = 1935, vhost: str = "default",
                  apps: dict[str, tuple[str, str]] | Sequence[str] = ("app",),
                  limits: IngestLimits = IngestLimits(),
                  on_stream_ready: Callable[[LiveStream], None] | None = None,
                  on_stream_end: Callable[[LiveStream, str], None] | None = None,
-                 resolver: Callable[[str, str], tuple[str, tuple[str, str]] | None] | None = None
-                 ) -> None:
+                 resolver: Callable[[str, str], tuple[str, tuple[str, str]] | None] | None = None,
+                 registry: StreamRegistry | None = None) -> None:
         """`resolver(app, tcurl)` -> (vhost, (video name, audio name)) or None to refuse;
         by default: `vhost` and the `apps` given."""
         self.vhost = vhost
@@ -161,12 +163,11 @@ class IngestServer:
             self.apps = dict(apps)
         else:
             self.apps = {a: (DEFAULT_VIDEO_NAME, DEFAULT_AUDIO_NAME) for a in apps}
-        self._ready_listener = on_stream_ready
-        self._end_listener = on_stream_end
-        self._closing_listener: Callable[[LiveStream], None] | None = None
+        self.registry = registry if registry is not None else StreamRegistry()
+        if on_stream_ready is not None or on_stream_end is not None:
+            self.registry.add_listener(on_ready=on_stream_ready, on_end=on_stream_end)
         self._lock = threading.RLock()
         self.streams: dict[int, LiveStream] = {}
-        self._by_name: dict[tuple[str, str, str], LiveStream] = {}
         self._conns: dict[int, tuple[str, str, tuple[str, str]]] = {}  # conn -> (peer, vhost, names)
         self.core = _core.Server(
             self, host=host, port=port, max_connections=limits.max_connections,
@@ -194,8 +195,8 @@ class IngestServer:
             self._thread = None
 
     def find(self, app: str, name: str, vhost: str | None = None) -> LiveStream | None:
-        with self._lock:
-            return self._by_name.get((vhost or self.vhost, app, name))
+        st = self.registry.find(vhost or self.vhost, app, name)
+        return st if isinstance(st, LiveStream) and st.server is self else None
 
     def live(self) -> list[LiveStream]:
         with self._lock:
@@ -223,12 +224,11 @@ class IngestServer:
         with self._lock:
             peer, vhost, names = self._conns.pop(conn, ("?", self.vhost, (DEFAULT_VIDEO_NAME,
                                                                            DEFAULT_AUDIO_NAME)))
-            if (vhost, app, name) in self._by_name:
-                return int(_core.RTMP_BADNAME)
             st = LiveStream(self, key, vhost, app, name, query, peer)
             st.track_names = names
+            if not self.registry.claim(st):
+                return int(_core.RTMP_BADNAME)
             self.streams[key] = st
-            self._by_name[(vhost, app, name)] = st
         return 0
 
     def on_stream_ready(self, key: int) -> None:
@@ -242,23 +242,19 @@ class IngestServer:
         st.ready = True
         desc = ", ".join(f"{t.id}:{t.name}={t.codec or t.unsupported}" for t in st.tracks)
         log.info("stream %s/%s ready: %s", st.app, st.name, desc)
-        if self._ready_listener is not None:
-            self._ready_listener(st)
+        self.registry.ready(st)
 
     def on_stream_closing(self, key: int) -> None:
         st = self.streams.get(key)
-        if st is not None and self._closing_listener is not None:
-            self._closing_listener(st)
+        if st is not None:
+            self.registry.closing(st)
 
     def on_stream_end(self, key: int, reason: str) -> None:
         with self._lock:
             st = self.streams.pop(key, None)
             if st is None:
                 return
-            self._by_name.pop((st.vhost, st.app, st.name), None)
-        st.ended = True
-        if self._end_listener is not None:
-            self._end_listener(st, reason)
+        self.registry.ended(st, reason)
 
     def on_log(self, level: int, msg: str) -> None:
         log.log(_LEVELS.get(level, logging.INFO), "%s", msg)

@@ -116,13 +116,17 @@ class FileSink:
                  keep_files: bool = True, sequence_offset: int = 0,
                  unique: bool = False,
                  on_error: Callable[[int, BaseException], None] | None = None,
-                 finish: str = "hybrid") -> None:
+                 finish: str = "hybrid",
+                 sync: Callable[[int], None] | None = None) -> None:
         self.output = output
         self.context = context or PathContext()
         self.overwrite = overwrite
         self.on_file = on_file
         self.on_open = on_open
         self.on_error = on_error  # (sequence, exception) when a file cannot be created
+        # live: sync(fd) takes a finished file's descriptor to fsync and close it off the
+        # ingest loop (default: a background thread)
+        self.sync = sync
         self.resolve = resolve
         self.keep_files = keep_files
         self.sequence_offset = sequence_offset  # added to the recorder's 0-based sequence
@@ -233,12 +237,12 @@ class FileSink:
         fd = info["fd"]
         path, later, start = self._open.pop(fd)
         end = self.clock() if self.live else self.wall(info["end_ms"])
-        if info["error"] == "CALLBACK" and self._create_failed:
+        if info.get("error_code") == _core.Err.CALLBACK and self._create_failed:
             # The file after this one could not be created (reported through on_error and
             # the recorder's error); this one was finished whole.
-            info = {**info, "error": None, "error_message": None}
+            info = {**info, "error": None, "error_code": 0, "error_message": None}
         if info["error"] is None and self.live:
-            _syncer.sync_and_close(fd)  # never stall the ingest loop on the disk
+            (self.sync or _syncer.sync_and_close)(fd)  # never stall the ingest loop on the disk
         else:
             try:
                 if info["error"] is None:

@@ -11,8 +11,10 @@ from types import FrameType
 from urllib.parse import urlparse
 
 from pyrec.config import Config
+from pyrec.events import EventBus, EventSource
 from pyrec.ingest import IngestServer
 from pyrec.store import TaskStore
+from pyrec.streams import StreamRegistry
 from pyrec.tasks import TaskManager
 
 __all__ = ["Service"]
@@ -30,12 +32,18 @@ class Service:
 
         self.config = config
         config.record_root.mkdir(parents=True, exist_ok=True)
-        self.recovered = self._scan_unfinished()
+        # Events: subscribers (the info XML writer first, the task store, later webhooks,
+        # the catalog...) run on the bus's dispatcher thread, never on the ingest loop.
+        self.bus = EventBus(config.node_name or None).start()
+        self.registry = StreamRegistry(EventSource(self.bus))
         self.store = TaskStore(config.database)
         kw = {"clock": clock} if clock is not None else {}
-        self.manager = TaskManager(config, store=self.store, **kw)
+        self.manager = TaskManager(config, store=self.store, bus=self.bus, **kw)
+        self.recovered = self.manager.recovered  # files left open by a crash, finalised
+        self.bus.flush()  # their info XML entries are written before we serve
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
-                                   limits=config.limits, resolver=self._resolve)
+                                   limits=config.limits, resolver=self._resolve,
+                                   registry=self.registry)
         self.manager.attach_ingest(self.ingest)
         self.app = create_app(self.manager, config)
         self.http = create_server(self.app, host=config.host, port=config.api_port, threads=8,
@@ -57,35 +65,6 @@ class Service:
         v = self.config.vhost_for_host(host)
         a = v.apps.get(app)
         return (v.name, (a.video_name, a.audio_name)) if a is not None else None
-
-    def _scan_unfinished(self) -> list[str]:
-        """Files left open by a crash (not tracked by a task): finalise and report them."""
-        try:
-            from pyrec import repair
-        except ImportError:  # pragma: no cover
-            return []
-        # each root with its app's finish (the record root alone: the default, hybrid)
-        roots = {self.config.record_root.resolve(): "hybrid"}
-        roots |= {a.root.resolve(): a.finish for v in self.config.vhosts.values()
-                  for a in v.apps.values()}
-        out = []
-        for root, finish in roots.items():
-            if not root.exists():
-                continue
-            for path in repair.find_unfinished(root):
-                try:
-                    rep = repair.repair(path, finish=finish)
-                except OSError as e:
-                    log.error("cannot finalise %s left open by a crash: %s", path, e)
-                    continue
-                if rep.status == repair.UNRECOVERABLE and rep.fragments == 0:
-                    # Opened but nothing reached it before the crash (the init segment is
-                    # written with the first fragment): no media to keep.
-                    _remove_empty(path)
-                    continue
-                log.warning("found %s left open by a crash: %s (%s)", path, rep.status, rep.message)
-                out.append(str(path))
-        return out
 
     def start(self) -> Service:
         self.ingest.start()
@@ -125,7 +104,8 @@ class Service:
         self.http.task_dispatcher.shutdown()
         self.http.close()
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
-        self.manager.close()
+        self.manager.close()  # the work this caused (fsync, info XML, store) is done
+        self.bus.close()
         for t in self._threads:
             t.join(5)
         # The loop has ended: a connection it had not yet seen close is closed here, not
@@ -135,14 +115,6 @@ class Service:
                 channel.close()
             except OSError:
                 pass
-
-
-def _remove_empty(path: object) -> None:
-    try:
-        os.unlink(str(path))
-        log.warning("removed %s: opened just before a crash, it holds no media", path)
-    except OSError as e:
-        log.error("cannot remove %s: %s", path, e)
 
 
 def keep_generated_token(config: Config) -> bool:

@@ -159,7 +159,7 @@ def _record_flv(source: str, output: Output, tracks: Sequence[str] | None, inter
             if sid:
                 src.detach(sid[0])  # raises the recording's own error, if any
     if not sid:
-        raise _core.PyrecError("STATE", 9, f"{source}: no audio or video to record")
+        raise _core.make_error(_core.Err.STATE, f"{source}: no audio or video to record")
     return sink.files
 
 
@@ -192,7 +192,8 @@ def _record_av(source: str, output: Output, tracks: Sequence[str] | None, interv
     try:
         container = av.open(source)
     except av.FFmpegError as e:
-        raise _core.PyrecError("MALFORMED", 5, f"{source}: cannot open as media ({e})") from None
+        raise _core.make_error(_core.Err.MALFORMED,
+                               f"{source}: cannot open as media ({e})") from None
     try:
         streams = [s for s in container.streams if s.type in ("video", "audio")]
         available = []

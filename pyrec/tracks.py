@@ -39,7 +39,7 @@ class TrackSpec:
     def codec_id(self) -> int:
         cid = _core.codec_id(_ALIASES.get(self.codec, self.codec))
         if not cid:
-            raise _core.PyrecError("CODEC", 3, f"unsupported codec {self.codec!r} "
+            raise _core.make_error(_core.Err.CODEC, f"unsupported codec {self.codec!r} "
                                    f"(pyrec records {', '.join(CODECS)})")
         return cid
 

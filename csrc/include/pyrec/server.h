@@ -48,6 +48,15 @@ typedef struct pyrec_server_callbacks {
   void *opaque;
 } pyrec_server_callbacks;
 
+/* Loop lag: a 10 ms timer on the loop; each expiry handled records how late it was handled
+ * (what any socket event waits for while the loop is busy) in a histogram whose bucket i
+ * counts lags <= PYREC_LAG_BOUNDS_US[i] (the last bucket: above the last bound). */
+#define PYREC_LAG_PROBE_MS 10
+#define PYREC_LAG_BOUNDS_US                                                                  \
+  {50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 50000,    \
+   100000, 200000, 500000, 1000000}
+#define PYREC_LAG_BUCKETS 20
+
 typedef struct pyrec_server_stats {
   uint64_t accepted, refused, closed;  /* connections */
   uint32_t connections;                /* open now */
@@ -55,6 +64,8 @@ typedef struct pyrec_server_stats {
   uint64_t bytes_in;
   uint64_t media_messages;
   uint64_t errors;                     /* connections closed for bad input or timeouts */
+  uint64_t lag_samples, lag_sum_us, lag_max_us;
+  uint64_t lag_hist[PYREC_LAG_BUCKETS]; /* see PYREC_LAG_BOUNDS_US */
 } pyrec_server_stats;
 
 typedef struct pyrec_server pyrec_server;
@@ -88,5 +99,7 @@ int pyrec_server_discard(pyrec_server *s, uint64_t parked);
 /* Close the publisher's connection (stream ends as on disconnect). */
 int pyrec_server_kick(pyrec_server *s, uint64_t key);
 void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out);
+/* PYREC_LAG_BOUNDS_US as an array of PYREC_LAG_BUCKETS - 1 bounds (for bindings). */
+const uint64_t *pyrec_server_lag_bounds_us(void);
 
 #endif
