@@ -16,6 +16,7 @@ from pyrec.ingest import IngestServer
 from pyrec.store import TaskStore
 from pyrec.streams import StreamRegistry
 from pyrec.tasks import TaskManager
+from pyrec.webhooks import WebhookOutbox
 
 __all__ = ["Service"]
 
@@ -36,6 +37,10 @@ class Service:
         # the catalog...) run on the bus's dispatcher thread, never on the ingest loop.
         self.bus = EventBus(config.node_name or None).start()
         self.registry = StreamRegistry(EventSource(self.bus))
+        # Webhooks: subscribed before the task manager, whose start-up recovery emits events.
+        self.webhooks = WebhookOutbox(config.webhooks, config.webhook_database
+                                      if config.webhooks else None)
+        self.bus.subscribe(self.webhooks)
         self.store = TaskStore(config.database)
         kw = {"clock": clock} if clock is not None else {}
         self.manager = TaskManager(config, store=self.store, bus=self.bus, **kw)
@@ -67,6 +72,7 @@ class Service:
         return (v.name, (a.video_name, a.audio_name)) if a is not None else None
 
     def start(self) -> Service:
+        self.webhooks.start()
         self.ingest.start()
         t = threading.Thread(target=self._serve_http, name="pyrec-api", daemon=True)
         t.start()
@@ -106,6 +112,7 @@ class Service:
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()  # the work this caused (fsync, info XML, store) is done
         self.bus.close()
+        self.webhooks.close()  # what is undelivered stays queued for the next start
         for t in self._threads:
             t.join(5)
         # The loop has ended: a connection it had not yet seen close is closed here, not

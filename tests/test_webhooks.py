@@ -1,0 +1,458 @@
+"""Webhooks (lifecycle spec section 2) against a real HTTP receiver on loopback (http.server in
+a thread, told to answer 200, 500, a redirect, or to hang): events come from real ffmpeg
+pushes and Record API calls. Signed requests verify with the secret; a receiver down (500 or
+nothing listening) then up gets every event once per id, in order per stream; a hanging
+receiver holds up neither another webhook nor recording; a redirect is a failure and
+`max_attempts` gives up (kept in the database); `kill -9` of a `pyrec serve` process with
+undelivered events, then a restart: they are delivered."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import media
+from pyrec.config import ConfigError, load_config
+from pyrec.events import Event
+from pyrec.webhooks import backoff_seconds
+from test_faults_crash import api, free_ports
+from test_service_e2e import (TOKEN, check_series, clip2, mp4_files, publish,  # noqa: F401
+                              read_rec, service)
+
+pytestmark = pytest.mark.timeout(120)
+
+# Retries in tests: 50 ms doubling, at most 400 ms (the real schedule is 1 s .. 5 min).
+BACKOFF = "50:400"
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setenv("PYREC_WEBHOOK_BACKOFF_MS", BACKOFF)
+
+
+# ---- the receiver ----------------------------------------------------------------------------
+
+@dataclass
+class Req:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int  # what we answered; 0 = no answer (hung)
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """`mode`: "ok" (200), "fail" (500), "redirect" (302 to /elsewhere), "hang" (no answer
+    until release or close). Every request is kept in `reqs`."""
+
+    def __init__(self, port: int = 0, mode: str = "ok") -> None:
+        self.mode = mode
+        self.reqs: list[Req] = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        rcv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                mode = rcv.mode
+                status = {"ok": 200, "fail": 500, "redirect": 302, "hang": 0}[mode]
+                if self.path == "/elsewhere":
+                    status = 200
+                with rcv.lock:
+                    rcv.reqs.append(Req(self.path, dict(self.headers.items()), body, status))
+                if status == 0:
+                    rcv.release.wait(60)
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/pyrec"
+
+    def answered(self, status: int = 200) -> list[Req]:
+        with self.lock:
+            return [r for r in self.reqs if r.status == status]
+
+    def delivered_ids(self) -> list[str]:
+        return [r.headers["X-Pyrec-Delivery"] for r in self.answered(200)]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(port: int = 0, mode: str = "ok") -> Receiver:
+        r = Receiver(port, mode)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def toml_hooks(hooks: list[dict[str, Any]]) -> str:
+    out = []
+    for h in hooks:
+        out.append("[[webhooks]]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in h.items()]
+    return "\n".join(out) + "\n"
+
+
+def _config(tmp_path: Path, hooks: list[dict[str, Any]]):
+    f = tmp_path / "pyrec.toml"
+    f.write_text(toml_hooks(hooks))
+    return load_config(f, host="127.0.0.1", api_port=0, rtmp_port=0, access_token=TOKEN,
+                       record_root=str(tmp_path / "rec"))
+
+
+class Truth:
+    """Every event of the bus, as its JSON, in publish order (the ground truth)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, ev: Event) -> None:
+        self.events.append(ev.to_dict())
+
+    def ids(self, types: set[str] | None = None) -> list[str]:
+        return [e["id"] for e in self.events if types is None or e["type"] in types]
+
+    def per_stream(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for e in self.events:
+            out.setdefault(e.get("stream", ""), []).append(e["id"])
+        return out
+
+
+def wait_for(pred, what: str, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, f"not {what} after {timeout}s"
+        time.sleep(0.02)
+
+
+def check_order(delivered: list[Req], truth: Truth) -> None:
+    """Each id delivered once (2xx), all of them, and in the bus's order within each stream."""
+    ids = [r.headers["X-Pyrec-Delivery"] for r in delivered]
+    assert len(ids) == len(set(ids)), "an event delivered twice"
+    assert set(ids) == set(truth.ids())
+    pos = {i: n for n, i in enumerate(ids)}
+    for stream, want in truth.per_stream().items():
+        assert sorted(want, key=pos.__getitem__) == want, f"stream {stream}: out of order"
+
+
+def push_and_stop(run, publish, clip, stream: str, rid: str, others: int = 0) -> None:
+    """A task on `stream` recording a real push, `others` tasks on other streams started and
+    stopped (task.state events only); every task stopped at the end."""
+    run.api.start(rid, stream)
+    for i in range(others):
+        run.api.start(f"{rid}-o{i}", f"{stream}-o{i}")
+    p = publish(clip, run.url(stream), realtime=False)
+    media.rtmp_wait(p)
+    run.api.wait(rid, lambda t: t.get("files", 0) >= 1 and t["state"] == "ready", "done")
+    run.api.stop(rid)
+    for i in range(others):
+        run.api.stop(f"{rid}-o{i}")
+    assert run.svc.bus.flush()
+
+
+# ---- delivery ---------------------------------------------------------------------------------
+
+def test_signed_requests_verify_and_carry_the_event(service, publish, clip2, receiver,
+                                                    tmp_path):
+    signed, filtered = receiver(), receiver()
+    run = service(_config(tmp_path, [
+        {"url": signed.url, "secret": "hook-secret"},
+        {"url": filtered.url + "?x=1", "events": ["file.finished"], "timeout_ms": 2000}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    push_and_stop(run, publish, clip2, "cam", "t1")
+    out = run.svc.webhooks
+    wait_for(lambda: out.depth() == 0, "every event delivered")
+
+    reqs = signed.answered()
+    assert [r.event for r in reqs] == truth.events  # every event, in order, as the bus had it
+    for r in reqs:
+        assert r.path == "/pyrec"
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.headers["X-Pyrec-Event"] == r.event["type"]
+        assert r.headers["X-Pyrec-Delivery"] == r.event["id"]
+        t, v1 = (kv.split("=", 1)[1] for kv in r.headers["X-Pyrec-Signature"].split(","))
+        want = hmac.new(b"hook-secret", t.encode() + b"." + r.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(v1, want)
+        assert abs(int(t) - time.time()) < 120
+        bad = hmac.new(b"other", t.encode() + b"." + r.body, hashlib.sha256).hexdigest()
+        assert v1 != bad
+    types = [r.event["type"] for r in reqs]
+    assert {"stream.published", "file.opened", "file.finished", "stream.ended",
+            "task.state"} <= set(types)
+    # the filtered one: only file.finished, unsigned, its query string kept
+    freqs = filtered.answered()
+    assert [r.event for r in freqs] == [e for e in truth.events if e["type"] == "file.finished"]
+    assert all(r.path == "/pyrec?x=1" and "X-Pyrec-Signature" not in r.headers for r in freqs)
+    assert out.delivered == len(reqs) + len(freqs) and out.failed_attempts == 0
+    [f] = mp4_files(run.root, "default/app/cam")
+    assert freqs[0].event["data"]["recording"]["bytes"] == f.stat().st_size
+    check_series([read_rec(f, clip2)], clip2)
+    # delivered rows are pruned
+    run.stop()
+    con = sqlite3.connect(run.root / ".pyrec" / "webhooks.sqlite3")
+    assert con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    con.close()
+
+
+def test_receiver_down_then_up_gets_each_event_once_in_order(service, publish, clip2, receiver,
+                                                             tmp_path):
+    failing = receiver(mode="fail")
+    [port] = free_ports(1)  # nothing listens there yet: connection refused
+    run = service(_config(tmp_path, [{"url": failing.url},
+                                     {"url": f"http://127.0.0.1:{port}/later"}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    push_and_stop(run, publish, clip2, "cam", "t1", others=2)
+    out = run.svc.webhooks
+    stats = out.stats
+    wait_for(lambda: all(s["failed_attempts"] >= 4 for s in stats().values()),
+             "both webhooks failing for a while")
+    assert out.delivered == 0 and out.depth() == 2 * len(truth.events)
+    failing.mode = "ok"
+    late = receiver(port=port)
+    wait_for(lambda: out.depth() == 0, "every event delivered after the receivers came back")
+    check_order(failing.answered(200), truth)
+    check_order(late.answered(200), truth)
+    assert failing.answered(500), "the receiver was never tried while it failed"
+    assert out.delivered == 2 * len(truth.events)
+    assert len(truth.per_stream()) == 3
+
+
+def test_a_hanging_receiver_holds_up_neither_other_webhooks_nor_recording(
+        service, publish, clip2, receiver, tmp_path):
+    hanging, fine = receiver(mode="hang"), receiver()
+    run = service(_config(tmp_path, [{"url": hanging.url, "timeout_ms": 300},
+                                     {"url": fine.url, "timeout_ms": 300}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    push_and_stop(run, publish, clip2, "cam", "t1", others=5)  # the API answered throughout
+    out = run.svc.webhooks
+    hurl, furl = hanging.url, fine.url
+    wait_for(lambda: out.stats()[furl]["depth"] == 0, "the other webhook served")
+    check_order(fine.answered(200), truth)
+    [f] = mp4_files(run.root, "default/app/cam")
+    check_series([read_rec(f, clip2)], clip2)
+    assert out.stats()[hurl]["delivered"] == 0 and out.stats()[hurl]["depth"] > 0
+    wait_for(lambda: out.stats()[hurl]["failed_attempts"] >= 4, "timeouts counted")
+    hanging.mode = "ok"
+    hanging.release.set()
+    wait_for(lambda: out.depth() == 0, "the hanging receiver served once it answers")
+    check_order(hanging.answered(200), truth)
+    # the hung attempts reached the receiver too: at least once, never lost
+    assert len(hanging.reqs) > len(truth.events)
+
+
+def test_a_redirect_is_a_failure_and_max_attempts_gives_up(service, receiver, tmp_path,
+                                                           caplog):
+    redirecting = receiver(mode="redirect")
+    run = service(_config(tmp_path, [{"url": redirecting.url, "max_attempts": 2}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    run.api.start("t1", "cam")
+    run.api.stop("t1")
+    assert run.svc.bus.flush()
+    out = run.svc.webhooks
+    n = len(truth.events)
+    assert n == 2  # task.state ready, stopped
+    wait_for(lambda: out.given_up == n, "given up")
+    ids = [r.headers["X-Pyrec-Delivery"] for r in redirecting.reqs]
+    assert ids == [i for i in truth.ids() for _ in range(2)]  # in order, 2 attempts each
+    assert all(r.path == "/pyrec" for r in redirecting.reqs), "a redirect was followed"
+    assert (out.delivered, out.failed_attempts, out.depth()) == (0, 2 * n, 0)
+    run.stop()
+    con = sqlite3.connect(run.root / ".pyrec" / "webhooks.sqlite3")
+    kept = con.execute("SELECT event_id, attempts, last_error FROM given_up ORDER BY seq"
+                       ).fetchall()
+    assert con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    con.close()
+    assert [k[0] for k in kept] == truth.ids()
+    assert all(a == 2 and e.startswith("HTTP 302") for _, a, e in kept), kept
+    assert sum("gave up" in r.getMessage() for r in caplog.records
+               if r.name == "pyrec.webhooks") == n
+
+
+# ---- kill -9 ---------------------------------------------------------------------------------
+
+def _serve(tmp_path: Path, hook_url: str, api_port: int, rtmp_port: int) -> subprocess.Popen:
+    cfg = tmp_path / "pyrec.toml"
+    cfg.write_text(toml_hooks([{"url": hook_url}]))
+    env = {**os.environ, "PYREC_WEBHOOK_BACKOFF_MS": BACKOFF}
+    log = open(tmp_path / "server.log", "ab")
+    with log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyrec", "serve", "--config", str(cfg), "--host",
+             "127.0.0.1", "--api-port", str(api_port), "--rtmp-port", str(rtmp_port),
+             "--access-token", TOKEN, "--record-root", str(tmp_path / "rec")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: _up(api_port), "the server answering", timeout=20)
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise AssertionError((tmp_path / "server.log").read_text()) from None
+    return proc
+
+
+def _up(port: int) -> bool:
+    try:
+        return api(port, "records", {})[0] == 200
+    except OSError:
+        return False
+
+
+def _outbox_rows(db: Path) -> list[tuple[str, str, str, bytes]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT stream, event_id, type, body FROM outbox ORDER BY seq"
+                           ).fetchall()
+    except sqlite3.OperationalError:  # not made yet
+        return []
+    finally:
+        con.close()
+
+
+def test_kill_9_with_undelivered_events_then_restart_delivers_them(clips, receiver, tmp_path):
+    clip = clips.flv("wh2", seconds=2, gop=30)
+    down = receiver(mode="fail")
+    api_port, rtmp_port = free_ports(2)
+    db = tmp_path / "rec" / ".pyrec" / "webhooks.sqlite3"
+    server = _serve(tmp_path, down.url, api_port, rtmp_port)
+    try:
+        for i in range(3):
+            assert api(api_port, "startRecord", {"id": f"t{i}", "stream": {"name": f"s{i}"}}
+                       )[0] == 200
+        p = media.rtmp_publish(clip.path, f"rtmp://127.0.0.1:{rtmp_port}/app/s0",
+                               realtime=False)
+        media.rtmp_wait(p)
+        for i in range(3):
+            assert api(api_port, "stopRecord", {"id": f"t{i}"})[0] == 200
+
+        def stopped_everywhere() -> bool:
+            rows = _outbox_rows(db)
+            stopped = {s for s, _, typ, body in rows
+                       if typ == "task.state" and json.loads(body)["data"]["state"] == "stopped"}
+            ended = any(typ == "stream.ended" for *_, typ, _b in rows)
+            return ended and stopped == {f"default/app/s{i}" for i in range(3)}
+
+        wait_for(stopped_everywhere, "every event in the outbox")
+        wait_for(lambda: len(down.reqs) >= 3, "attempts failing")
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        assert server.returncode == -signal.SIGKILL
+        rows = _outbox_rows(db)
+        want: dict[str, list[str]] = {}
+        for stream, eid, _t, _b in rows:
+            want.setdefault(stream, []).append(eid)
+        assert not down.answered(200)
+        assert {"file.opened", "file.finished", "stream.published"} <= {r[2] for r in rows}
+
+        down.mode = "ok"
+        server = _serve(tmp_path, down.url, api_port, rtmp_port)
+        all_ids = {i for ids in want.values() for i in ids}
+        wait_for(lambda: all_ids <= set(down.delivered_ids()), "delivered after the restart")
+        got = down.delivered_ids()
+        assert len([i for i in got if i in all_ids]) == len(all_ids)  # once each
+        for stream, ids in want.items():
+            assert [i for i in got if i in set(ids)] == ids, f"{stream}: out of order"
+        bodies = {r.headers["X-Pyrec-Delivery"]: r.body for r in down.answered(200)}
+        assert all(bodies[eid] == body for _s, eid, _t, body in rows)  # the same bytes
+        wait_for(lambda: not {r[1] for r in _outbox_rows(db)} & all_ids, "rows pruned")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+# ---- configuration and schedule ---------------------------------------------------------------
+
+@pytest.mark.parametrize("hook, message", [
+    ({"url": "ftp://127.0.0.1/x"}, r"webhooks\[0\]\.url: expected an http:// or https://"),
+    ({"url": "127.0.0.1:9000/pyrec"}, r"webhooks\[0\]\.url"),
+    ({}, r"webhooks\[0\]\.url"),
+    ({"url": "http://h:99999/"}, r"webhooks\[0\]\.url: bad port"),
+    ({"url": "http://h/", "events": ["file.finishd"]},
+     r"webhooks\[0\]\.events: unknown event type 'file.finishd'; did you mean 'file.finished'"),
+    ({"url": "http://h/", "timeout_ms": -1}, r"webhooks\[0\]\.timeout_ms: must be > 0"),
+    ({"url": "http://h/", "timeout_ms": 0}, r"webhooks\[0\]\.timeout_ms: must be > 0"),
+    ({"url": "http://h/", "max_attempts": -3}, r"webhooks\[0\]\.max_attempts: must be >= 0"),
+    ({"url": "http://h/", "timeout_ms": "5s"}, r"webhooks\[0\]\.timeout_ms: expected int"),
+    ({"url": "http://h/", "secrte": "x"}, r"unknown key 'webhooks\[0\]\.secrte'; did you mean "
+                                          r"'secret'"),
+])
+def test_config_errors_name_the_key(tmp_path, hook, message):
+    f = tmp_path / "pyrec.toml"
+    f.write_text(toml_hooks([hook]) if hook else "[[webhooks]]\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(f, access_token=TOKEN)
+
+
+def test_config_defaults_and_duplicate_urls(tmp_path):
+    f = tmp_path / "pyrec.toml"
+    f.write_text(toml_hooks([{"url": "https://example.test/h"}]))
+    [w] = load_config(f, access_token=TOKEN).webhooks
+    assert (w.url, w.events, w.secret, w.timeout_ms, w.max_attempts) == (
+        "https://example.test/h", None, "", 5000, 0)
+    f.write_text(toml_hooks([{"url": "http://h/"}, {"url": "http://h/"}]))
+    with pytest.raises(ConfigError, match="same url twice"):
+        load_config(f, access_token=TOKEN)
+
+
+@pytest.mark.parametrize("failed, low, high", [
+    (1, 0.8, 1.2), (2, 1.6, 2.4), (3, 3.2, 4.8), (8, 102.4, 153.6), (9, 204.8, 300.0),
+    (10, 240.0, 300.0), (200, 240.0, 300.0)])
+def test_backoff_doubles_from_1s_with_jitter_capped_at_5_min(monkeypatch, failed, low, high):
+    monkeypatch.delenv("PYREC_WEBHOOK_BACKOFF_MS")
+    rng = random.Random(failed)
+    got = [backoff_seconds(failed, rng) for _ in range(200)]
+    assert low <= min(got) and max(got) <= high
+    assert max(got) - min(got) > (high - low) / 4  # jittered, not constant
