@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
@@ -456,3 +457,52 @@ def test_backoff_doubles_from_1s_with_jitter_capped_at_5_min(monkeypatch, failed
     got = [backoff_seconds(failed, rng) for _ in range(200)]
     assert low <= min(got) and max(got) <= high
     assert max(got) - min(got) > (high - low) / 4  # jittered, not constant
+
+
+# ---- README's receiver ------------------------------------------------------------------------
+
+def readme_receiver() -> str:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    start = text.index("```python\n# receiver.py\n") + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_readme_receiver_verifies_and_handles_each_event_once(service, tmp_path):
+    ns: dict[str, Any] = {"__name__": "readme_receiver"}
+    exec(compile(readme_receiver(), "README.md receiver.py", "exec"), ns)
+    handled: list[dict[str, Any]] = []
+    ns["handle"] = handled.append
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), ns["Hook"])
+    srv.daemon_threads = True
+    ns["Hook"].log_message = lambda *a: None
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/pyrec"
+        run = service(_config(tmp_path, [{"url": url, "secret": "hook-secret"}]))
+        truth = Truth()
+        run.svc.bus.subscribe(truth)
+        run.api.start("t1", "cam")
+        run.api.stop("t1")
+        assert run.svc.bus.flush()
+        wait_for(lambda: run.svc.webhooks.depth() == 0, "delivered to the README's receiver")
+        assert handled == truth.events and run.svc.webhooks.failed_attempts == 0
+        # a wrong signature, and a replay of a delivery: refused / not handled twice
+        body = json.dumps(truth.events[0]).encode()
+        for sig, status in [("t=1,v1=00", 401), ("", 401),
+                            (sign_now("hook-secret", body), 204)]:
+            c = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=10)
+            c.request("POST", "/pyrec", body=body, headers={"X-Pyrec-Signature": sig})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            assert r.status == status, sig
+        assert handled == truth.events
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def sign_now(secret: str, body: bytes) -> str:
+    t = int(time.time())
+    return f"t={t},v1={hmac.new(secret.encode(), f'{t}.'.encode() + body, 'sha256').hexdigest()}"
