@@ -26,6 +26,7 @@ import http.client
 import logging
 import os
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -114,7 +115,6 @@ class _Item:
     seq: int
     event_id: str
     type: str
-    body: bytes
     attempts: int = 0
     not_before: float = 0.0  # time.monotonic() of the next attempt
 
@@ -180,16 +180,15 @@ class WebhookOutbox:
                 self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe from a process kill
             for stmt in _SCHEMA:
                 self._db.execute(stmt)
-            rows = self._db.execute("SELECT seq, hook, stream, event_id, type, body, attempts "
+            rows = self._db.execute("SELECT seq, hook, stream, event_id, type, attempts "
                                     "FROM outbox ORDER BY seq").fetchall()
         orphans = 0
-        for seq, hook, stream, eid, typ, body, attempts in rows:
+        for seq, hook, stream, eid, typ, attempts in rows:
             h = self.hooks.get(hook)
             if h is None:
                 orphans += 1  # kept: delivered if that URL is configured again
                 continue
-            h.queues.setdefault(stream, deque()).append(
-                _Item(seq, eid, typ, bytes(body), attempts))
+            h.queues.setdefault(stream, deque()).append(_Item(seq, eid, typ, attempts))
         if rows:
             log.info("webhook outbox %s: %d undelivered event(s) from before the restart",
                      self.path, len(rows) - orphans)
@@ -228,7 +227,7 @@ class WebhookOutbox:
                    if h.cfg.events is None or ev.type in h.cfg.events]
         if not targets:
             return
-        body = ev.to_json().encode()
+        body = ev.to_json().encode()  # the bytes sent and signed, on every attempt
         key = _stream_key(ev)
         with self._db_lock:
             if self._closed:
@@ -247,8 +246,7 @@ class WebhookOutbox:
                 raise
         with self._cond:
             for h, seq in zip(targets, seqs):
-                h.queues.setdefault(key, deque()).append(_Item(int(seq or 0), ev.id, ev.type,
-                                                               body))
+                h.queues.setdefault(key, deque()).append(_Item(int(seq or 0), ev.id, ev.type))
             self._cond.notify_all()
 
     # ---- delivery (worker threads) -------------------------------------------------------
@@ -288,13 +286,30 @@ class WebhookOutbox:
                 h.busy.add(key)
                 item = h.queues[key][0]
             try:
-                ok, error = self._attempt(h.cfg, item)
+                body = self._body(item)
+                if body is None:
+                    return  # closed: the row stays for the next start
+                ok, error = self._attempt(h.cfg, item, body)
             except Exception as e:  # a bug here must not kill the worker
                 log.exception("webhook %s: delivering %s failed", h.cfg.url, item.event_id)
                 ok, error = False, repr(e)
             self._settle(h, key, item, ok, error)
 
-    def _attempt(self, cfg: WebhookConfig, item: _Item) -> tuple[bool, str]:
+    def _body(self, item: _Item) -> bytes | None:
+        """The bytes to send (kept only in the database: a long outage costs no memory)."""
+        with self._db_lock:
+            if self._closed:
+                return None
+            row = self._db.execute("SELECT body FROM outbox WHERE seq = ?",
+                                   (item.seq,)).fetchone()
+        if row is None:
+            raise RuntimeError(f"outbox row {item.seq} vanished")
+        return bytes(row[0])
+
+    def _attempt(self, cfg: WebhookConfig, item: _Item, body: bytes) -> tuple[bool, str]:
+        """One POST. `timeout_ms` bounds the whole attempt: the connect, then everything
+        after it (a receiver trickling its answer a byte at a time is cut off at the
+        deadline, not only one that is silent)."""
         u = urlsplit(cfg.url)
         timeout = cfg.timeout_ms / 1000
         conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
@@ -303,20 +318,42 @@ class WebhookOutbox:
                    "X-Pyrec-Delivery": item.event_id, "User-Agent": "pyrec-webhook",
                    "Connection": "close"}
         if cfg.secret:
-            headers["X-Pyrec-Signature"] = sign(cfg.secret, int(time.time()), item.body)
+            headers["X-Pyrec-Signature"] = sign(cfg.secret, int(time.time()), body)
         path = u.path or "/"
         if u.query:
             path += "?" + u.query
+        watchdog: threading.Timer | None = None
+        expired = threading.Event()
+        deadline = time.monotonic() + timeout
         try:
-            conn.request("POST", path, body=item.body, headers=headers)
+            conn.connect()
+            sock = conn.sock
+
+            def cut() -> None:
+                expired.set()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked send/recv
+                except OSError:
+                    pass
+
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+            watchdog.daemon = True
+            watchdog.start()
+            conn.request("POST", path, body=body, headers=headers)
             resp = conn.getresponse()
             resp.read(MAX_RESPONSE_BYTES)
+            if expired.is_set():
+                return False, f"timed out after {cfg.timeout_ms} ms"
             if 200 <= resp.status < 300:
                 return True, ""
             return False, f"HTTP {resp.status} {resp.reason}"
         except (OSError, http.client.HTTPException) as e:
+            if expired.is_set():
+                return False, f"timed out after {cfg.timeout_ms} ms"
             return False, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             conn.close()
 
     def _settle(self, h: _Hook, key: str, item: _Item, ok: bool, error: str) -> None:

@@ -62,7 +62,8 @@ class Req:
 
 class Receiver:
     """`mode`: "ok" (200), "fail" (500), "redirect" (302 to /elsewhere), "hang" (no answer
-    until release or close). Every request is kept in `reqs`."""
+    until release or close), "trickle" (a 200 whose status line comes a byte every 50 ms, for
+    seconds). Every request is kept in `reqs`."""
 
     def __init__(self, port: int = 0, mode: str = "ok") -> None:
         self.mode = mode
@@ -75,13 +76,24 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 mode = rcv.mode
-                status = {"ok": 200, "fail": 500, "redirect": 302, "hang": 0}[mode]
+                status = {"ok": 200, "fail": 500, "redirect": 302, "hang": 0, "trickle": 200}[mode]
                 if self.path == "/elsewhere":
                     status = 200
                 with rcv.lock:
                     rcv.reqs.append(Req(self.path, dict(self.headers.items()), body, status))
                 if status == 0:
                     rcv.release.wait(60)
+                    self.close_connection = True
+                    return
+                if mode == "trickle":
+                    try:
+                        for b in b"HTTP/1.0 200 " + b" " * 100 + b"OK\r\n\r\n":
+                            if rcv.release.wait(0.05):
+                                break
+                            self.wfile.write(bytes([b]))
+                            self.wfile.flush()
+                    except OSError:  # the client gave up: what we want to see
+                        pass
                     self.close_connection = True
                     return
                 self.send_response(status)
@@ -318,6 +330,21 @@ def test_a_redirect_is_a_failure_and_max_attempts_gives_up(service, receiver, tm
     assert all(a == 2 and e.startswith("HTTP 302") for _, a, e in kept), kept
     assert sum("gave up" in r.getMessage() for r in caplog.records
                if r.name == "pyrec.webhooks") == n
+
+
+def test_timeout_ms_bounds_the_whole_attempt(service, receiver, tmp_path):
+    """A receiver answering a byte every 50 ms (never silent for the 300 ms of timeout_ms,
+    done only after ~6 s) is cut off at the deadline: failed attempts, nothing delivered,
+    until it answers at once."""
+    slow = receiver(mode="trickle")
+    run = service(_config(tmp_path, [{"url": slow.url, "timeout_ms": 300}]))
+    run.api.start("t1", "cam")
+    out = run.svc.webhooks
+    wait_for(lambda: out.failed_attempts >= 2, "attempts cut off")
+    assert out.delivered == 0
+    slow.mode = "ok"
+    wait_for(lambda: out.depth() == 0, "delivered once the receiver answers")
+    assert out.delivered == 1
 
 
 # ---- kill -9 ---------------------------------------------------------------------------------
