@@ -37,14 +37,24 @@ class Service:
         # the catalog...) run on the bus's dispatcher thread, never on the ingest loop.
         self.bus = EventBus(config.node_name or None).start()
         self.registry = StreamRegistry(EventSource(self.bus))
-        # Webhooks: subscribed before the task manager, whose start-up recovery emits events.
+        # Webhooks must follow the info XML writer (a file.finished is sent once its entry is
+        # written) but the task manager subscribes that writer and emits start-up recovery
+        # events in one go: a stand-in takes those, then, on the dispatcher between two
+        # events, the outbox itself takes its place at the end of the subscribers.
         self.webhooks = WebhookOutbox(config.webhooks, config.webhook_database
                                       if config.webhooks else None)
-        self.bus.subscribe(self.webhooks)
+        early = self.webhooks.__call__
+        self.bus.subscribe(early)
         self.store = TaskStore(config.database)
         kw = {"clock": clock} if clock is not None else {}
         self.manager = TaskManager(config, store=self.store, bus=self.bus, **kw)
         self.recovered = self.manager.recovered  # files left open by a crash, finalised
+
+        def webhooks_last() -> None:
+            self.bus.unsubscribe(early)
+            self.bus.subscribe(self.webhooks)
+
+        self.bus.call(webhooks_last)
         self.bus.flush()  # their info XML entries are written before we serve
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
                                    limits=config.limits, resolver=self._resolve,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,6 +68,7 @@ class Receiver:
 
     def __init__(self, port: int = 0, mode: str = "ok") -> None:
         self.mode = mode
+        self.on_post: Any = None  # on_post(event) in the handler, before answering
         self.reqs: list[Req] = []
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -81,6 +83,8 @@ class Receiver:
                     status = 200
                 with rcv.lock:
                     rcv.reqs.append(Req(self.path, dict(self.headers.items()), body, status))
+                if rcv.on_post is not None:
+                    rcv.on_post(json.loads(body))
                 if status == 0:
                     rcv.release.wait(60)
                     self.close_connection = True
@@ -215,6 +219,16 @@ def push_and_stop(run, publish, clip, stream: str, rid: str, others: int = 0) ->
 def test_signed_requests_verify_and_carry_the_event(service, publish, clip2, receiver,
                                                     tmp_path):
     signed, filtered = receiver(), receiver()
+    xml_listed: dict[str, bool] = {}
+
+    def check_xml(ev: dict[str, Any]) -> None:
+        # the contract: file.finished comes once the info XML lists the file
+        if ev["type"] == "file.finished":
+            info = ET.parse(tmp_path / "rec/default/app/cam/t1.xml").getroot()
+            listed = [e.findtext("filePath") for e in info.iter("file")]
+            xml_listed[ev["id"]] = ev["data"]["recording"]["path"] in listed
+
+    filtered.on_post = check_xml
     run = service(_config(tmp_path, [
         {"url": signed.url, "secret": "hook-secret"},
         {"url": filtered.url + "?x=1", "events": ["file.finished"], "timeout_ms": 2000}]))
@@ -244,6 +258,7 @@ def test_signed_requests_verify_and_carry_the_event(service, publish, clip2, rec
     freqs = filtered.answered()
     assert [r.event for r in freqs] == [e for e in truth.events if e["type"] == "file.finished"]
     assert all(r.path == "/pyrec?x=1" and "X-Pyrec-Signature" not in r.headers for r in freqs)
+    assert xml_listed == {r.event["id"]: True for r in freqs}
     assert out.delivered == len(reqs) + len(freqs) and out.failed_attempts == 0
     [f] = mp4_files(run.root, "default/app/cam")
     assert freqs[0].event["data"]["recording"]["bytes"] == f.stat().st_size
@@ -388,11 +403,16 @@ def _outbox_rows(db: Path) -> list[tuple[str, str, str, bytes]]:
 
 
 def test_kill_9_with_undelivered_events_then_restart_delivers_them(clips, receiver, tmp_path):
+    """Three tasks done (one recorded a push) and a fourth recording a live push when the
+    server is killed: after the restart every queued event is delivered, once, in order per
+    stream, with the same bytes, and the file left open comes as file.recovered."""
     clip = clips.flv("wh2", seconds=2, gop=30)
+    live_clip = clips.flv("wh6", seconds=6, gop=30)
     down = receiver(mode="fail")
     api_port, rtmp_port = free_ports(2)
     db = tmp_path / "rec" / ".pyrec" / "webhooks.sqlite3"
     server = _serve(tmp_path, down.url, api_port, rtmp_port)
+    live = None
     try:
         for i in range(3):
             assert api(api_port, "startRecord", {"id": f"t{i}", "stream": {"name": f"s{i}"}}
@@ -412,6 +432,13 @@ def test_kill_9_with_undelivered_events_then_restart_delivers_them(clips, receiv
 
         wait_for(stopped_everywhere, "every event in the outbox")
         wait_for(lambda: len(down.reqs) >= 3, "attempts failing")
+        # a fourth stream recording when the kill comes, with a fragment on disk
+        assert api(api_port, "startRecord", {"id": "t3", "stream": {"name": "s3"}})[0] == 200
+        live = media.rtmp_publish(live_clip.path, f"rtmp://127.0.0.1:{rtmp_port}/app/s3")
+        wait_for(lambda: list((tmp_path / "rec/default/app/s3").glob("*.mp4")), "s3's file")
+        [open_file] = (tmp_path / "rec/default/app/s3").glob("*.mp4")
+        size0 = open_file.stat().st_size
+        wait_for(lambda: open_file.stat().st_size > size0, "a fragment of s3 written")
         server.send_signal(signal.SIGKILL)
         server.wait(10)
         assert server.returncode == -signal.SIGKILL
@@ -433,9 +460,20 @@ def test_kill_9_with_undelivered_events_then_restart_delivers_them(clips, receiv
         bodies = {r.headers["X-Pyrec-Delivery"]: r.body for r in down.answered(200)}
         assert all(bodies[eid] == body for _s, eid, _t, body in rows)  # the same bytes
         wait_for(lambda: not {r[1] for r in _outbox_rows(db)} & all_ids, "rows pruned")
+        # the file s3 had open was finalised at start-up and told as file.recovered
+        wait_for(lambda: any(r.event["type"] == "file.recovered" for r in down.answered(200)),
+                 "file.recovered delivered")
+        [rec] = [r.event for r in down.answered(200) if r.event["type"] == "file.recovered"]
+        assert (rec["stream"], rec["data"]["recording"]["recovered"]) == ("s3", True)
+        assert rec["data"]["recording"]["path"] == open_file.relative_to(tmp_path / "rec"
+                                                                          ).as_posix()
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
     finally:
+        if live is not None and live.poll() is None:
+            live.kill()
+        if live is not None:
+            live.communicate()
         if server.poll() is None:
             server.kill()
             server.wait()
