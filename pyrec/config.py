@@ -268,6 +268,9 @@ def _webhook(w: Any, where: str) -> WebhookConfig:
         u.port
     except ValueError:
         raise ConfigError(f"{where}.url: bad port in {url!r}") from None
+    if u.username is not None or u.password is not None:  # would be logged with the URL
+        raise ConfigError(f"{where}.url: credentials in the URL are not supported; "
+                          f"set secret and verify the signature")
     events = _get(w, "events", list, None, where)
     if events is not None:
         known = [t.type for t in EVENT_TYPES]

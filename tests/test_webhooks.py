@@ -16,6 +16,7 @@ import random
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -66,7 +67,8 @@ class Receiver:
     until release or close), "trickle" (a 200 whose status line comes a byte every 50 ms, for
     seconds). Every request is kept in `reqs`."""
 
-    def __init__(self, port: int = 0, mode: str = "ok") -> None:
+    def __init__(self, port: int = 0, mode: str = "ok",
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.mode = mode
         self.on_post: Any = None  # on_post(event) in the handler, before answering
         self.reqs: list[Req] = []
@@ -111,13 +113,19 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # (cert, key): https
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/pyrec"
+        return f"{self.scheme}://127.0.0.1:{self.port}/pyrec"
 
     def answered(self, status: int = 200) -> list[Req]:
         with self.lock:
@@ -136,8 +144,8 @@ class Receiver:
 def receiver():
     made: list[Receiver] = []
 
-    def make(port: int = 0, mode: str = "ok") -> Receiver:
-        r = Receiver(port, mode)
+    def make(port: int = 0, mode: str = "ok", tls: tuple[Path, Path] | None = None) -> Receiver:
+        r = Receiver(port, mode, tls)
         made.append(r)
         return r
 
@@ -362,6 +370,27 @@ def test_timeout_ms_bounds_the_whole_attempt(service, receiver, tmp_path):
     assert out.delivered == 1
 
 
+def test_https_verifies_the_receivers_certificate(service, receiver, tmp_path, monkeypatch):
+    """https: the receiver's certificate is verified against the system's CAs (or those of
+    SSL_CERT_FILE): a self-signed one is a failed attempt until it is trusted."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   capture_output=True)
+    tls = receiver(tls=(cert, key))
+    assert tls.url.startswith("https://")
+    run = service(_config(tmp_path, [{"url": tls.url, "secret": "s", "timeout_ms": 2000}]))
+    run.api.start("t1", "cam")
+    out = run.svc.webhooks
+    wait_for(lambda: out.failed_attempts >= 2, "untrusted certificate refused")
+    assert out.delivered == 0 and not tls.reqs
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by OpenSSL per new context
+    wait_for(lambda: out.depth() == 0, "delivered once the certificate is trusted")
+    [r] = tls.answered(200)
+    assert r.event["type"] == "task.state" and r.headers["X-Pyrec-Signature"].startswith("t=")
+
+
 # ---- kill -9 ---------------------------------------------------------------------------------
 
 def _serve(tmp_path: Path, hook_url: str, api_port: int, rtmp_port: int) -> subprocess.Popen:
@@ -486,6 +515,7 @@ def test_kill_9_with_undelivered_events_then_restart_delivers_them(clips, receiv
     ({"url": "127.0.0.1:9000/pyrec"}, r"webhooks\[0\]\.url"),
     ({}, r"webhooks\[0\]\.url"),
     ({"url": "http://h:99999/"}, r"webhooks\[0\]\.url: bad port"),
+    ({"url": "http://u:p@h/"}, r"webhooks\[0\]\.url: credentials in the URL"),
     ({"url": "http://h/", "events": ["file.finishd"]},
      r"webhooks\[0\]\.events: unknown event type 'file.finishd'; did you mean 'file.finished'"),
     ({"url": "http://h/", "timeout_ms": -1}, r"webhooks\[0\]\.timeout_ms: must be > 0"),
