@@ -71,6 +71,7 @@ class Receiver:
                  tls: tuple[Path, Path] | None = None) -> None:
         self.mode = mode
         self.on_post: Any = None  # on_post(event) in the handler, before answering
+        self.fail_streams: set[str] = set()  # events of these streams get a 500
         self.reqs: list[Req] = []
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -81,6 +82,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 mode = rcv.mode
                 status = {"ok": 200, "fail": 500, "redirect": 302, "hang": 0, "trickle": 200}[mode]
+                if json.loads(body or b"{}").get("stream") in rcv.fail_streams:
+                    status = 500
                 if self.path == "/elsewhere":
                     status = 200
                 with rcv.lock:
@@ -300,6 +303,30 @@ def test_receiver_down_then_up_gets_each_event_once_in_order(service, publish, c
     assert failing.answered(500), "the receiver was never tried while it failed"
     assert out.delivered == 2 * len(truth.events)
     assert len(truth.per_stream()) == 3
+
+
+def test_a_failing_stream_holds_up_only_its_own_events(service, receiver, tmp_path):
+    """The receiver refuses camA's events: camB's and camC's go on meanwhile (each stream's
+    queue is its own); camA's come once accepted, in order."""
+    rcv = receiver()
+    rcv.fail_streams = {"camA"}
+    run = service(_config(tmp_path, [{"url": rcv.url}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    run.api.start("a", "camA")  # camA's first event is refused from here on
+    for rid in ("b", "c"):
+        run.api.start(rid, f"cam{rid.upper()}")
+        run.api.stop(rid)
+    run.api.stop("a")
+    assert run.svc.bus.flush()
+    out = run.svc.webhooks
+    others = {e["id"] for e in truth.events if e["stream"] != "camA"}
+    wait_for(lambda: others <= set(rcv.delivered_ids()), "camB and camC delivered")
+    assert out.depth() == 2 and out.failed_attempts >= 1  # camA's two still queued
+    assert not [r for r in rcv.answered(200) if r.event["stream"] == "camA"]
+    rcv.fail_streams = set()
+    wait_for(lambda: out.depth() == 0, "camA delivered once accepted")
+    check_order(rcv.answered(200), truth)
 
 
 def test_a_hanging_receiver_holds_up_neither_other_webhooks_nor_recording(
