@@ -376,11 +376,11 @@ class WebhookOutbox:
                                (attempts, error, item.seq))
         with self._cond:
             h.busy.discard(key)
-            q = h.queues[key]
+            q = h.queues.pop(key)  # back in at the end: streams take turns (round robin)
             if ok or give_up:
                 q.popleft()
-                if not q:
-                    del h.queues[key]
+            if q:
+                h.queues[key] = q
             if ok:
                 h.delivered += 1
             else:
