@@ -180,8 +180,8 @@ def known_keys() -> list[str]:
                  for k in keys]
     finally:
         _asked.clear()
-    return sorted(n.replace("auto_record[0]", "auto_record[]").replace("webhooks[0]", "webhooks[]")
-                  for n in names)
+    return sorted(n.replace("auto_record[0]", "auto_record[]")
+                  .replace("webhooks[0]", "webhooks[]") for n in names)
 
 
 def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> Config:

@@ -312,7 +312,8 @@ class WebhookOutbox:
         deadline, not only one that is silent)."""
         u = urlsplit(cfg.url)
         timeout = cfg.timeout_ms / 1000
-        conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn_cls = (http.client.HTTPSConnection if u.scheme == "https"
+                    else http.client.HTTPConnection)
         conn = conn_cls(u.hostname or "", u.port, timeout=timeout)
         headers = {"Content-Type": "application/json", "X-Pyrec-Event": item.type,
                    "X-Pyrec-Delivery": item.event_id, "User-Agent": "pyrec-webhook",
