@@ -260,13 +260,27 @@ class WebhookOutbox:
                 self._threads.append(t)
         return self
 
+    def _drainable(self) -> bool:
+        """Some event may still go out without waiting for a retry: an attempt in flight, or
+        a stream whose next event has not failed yet (under self._cond)."""
+        return any(key in h.busy or q[0].attempts == 0
+                   for h in self.hooks.values() for key, q in h.queues.items())
+
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the workers (an attempt in flight is abandoned after `timeout`: its row stays
-        and is sent again at the next start) and close the database."""
+        """Send what can be sent at once (the last events of a graceful stop: the final
+        file.finished...), for at most `timeout`, without waiting out retry delays; then stop
+        the workers and close the database. What is left (an attempt still in flight is
+        abandoned) stays in the database and goes at the next start."""
+        end = time.monotonic() + timeout
         with self._cond:
+            while self._threads and self._drainable():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             self._closed = True
             self._cond.notify_all()
-        end = time.monotonic() + timeout
+        end = max(end, time.monotonic() + 0.5)
         for t in self._threads:
             t.join(max(0.0, end - time.monotonic()))
         self._threads = []

@@ -72,6 +72,7 @@ class Receiver:
         self.mode = mode
         self.on_post: Any = None  # on_post(event) in the handler, before answering
         self.fail_streams: set[str] = set()  # events of these streams get a 500
+        self.delay = 0.0  # seconds before answering
         self.reqs: list[Req] = []
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -90,6 +91,8 @@ class Receiver:
                     rcv.reqs.append(Req(self.path, dict(self.headers.items()), body, status))
                 if rcv.on_post is not None:
                     rcv.on_post(json.loads(body))
+                if rcv.delay:
+                    time.sleep(rcv.delay)
                 if status == 0:
                     rcv.release.wait(60)
                     self.close_connection = True
@@ -303,6 +306,25 @@ def test_receiver_down_then_up_gets_each_event_once_in_order(service, publish, c
     assert failing.answered(500), "the receiver was never tried while it failed"
     assert out.delivered == 2 * len(truth.events)
     assert len(truth.per_stream()) == 3
+
+
+def test_a_graceful_stop_sends_the_last_events_first(service, receiver, tmp_path):
+    """Events still queued when the server stops (a receiver slow to answer) go out before
+    it exits; nothing is left in the outbox."""
+    slow = receiver()
+    slow.delay = 0.15
+    run = service(_config(tmp_path, [{"url": slow.url}]))
+    truth = Truth()
+    run.svc.bus.subscribe(truth)
+    for rid in ("a", "b"):
+        run.api.start(rid, "cam")
+        run.api.stop(rid)
+    run.stop()
+    assert len(truth.events) == 4
+    check_order(slow.answered(200), truth)
+    con = sqlite3.connect(run.root / ".pyrec" / "webhooks.sqlite3")
+    assert con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    con.close()
 
 
 def test_a_failing_stream_holds_up_only_its_own_events(service, receiver, tmp_path):
