@@ -4,7 +4,8 @@ real `pyrec serve` with interval splits, while an API client makes R requests pe
 (records lists, filtered records, start/stop of extra tasks). Reports: lost packets per
 stream (every recorded file counted by pyrec.repair's header scan, against what the loadgen
 sent), files complete (every file finalised), API latency p50/p99/max and errors, server RSS
-over time (flat = no leak) and CPU.
+over time (flat = no leak) and CPU. A signed webhook receiver (in this process) takes every
+event: each finished file must come as one file.finished, exactly once per event id.
 
     python bench/soak.py                 # 200 publishers, 100 req/s, 300 s (the issue's run)
     python bench/soak.py --short         # 20 publishers, 50 req/s, 30 s
@@ -35,6 +36,53 @@ from scale import build_loadgen, make_input  # noqa: E402
 
 TOKEN = "soak:token"
 AUTH = {"Authorization": "Basic " + base64.b64encode(TOKEN.encode()).decode()}
+
+
+class HookReceiver:
+    """A webhook receiver on loopback: checks each signature, counts deliveries per event id
+    and keeps the path of every file.finished."""
+
+    SECRET = b"soak-secret"
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import hashlib
+        import hmac
+
+        self.lock = threading.Lock()
+        self.count: dict[str, int] = {}
+        self.finished: dict[str, str] = {}  # event id -> recording path
+        self.bad_signatures = 0
+        rcv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sig = dict(p.partition("=")[::2]
+                           for p in self.headers.get("X-Pyrec-Signature", "").split(","))
+                mac = hmac.new(rcv.SECRET, sig.get("t", "").encode() + b"." + body,
+                               hashlib.sha256).hexdigest()
+                ev = json.loads(body)
+                with rcv.lock:
+                    if not hmac.compare_digest(mac, sig.get("v1", "")):
+                        rcv.bad_signatures += 1
+                    rcv.count[ev["id"]] = rcv.count.get(ev["id"], 0) + 1
+                    if ev["type"] == "file.finished":
+                        rcv.finished[ev["id"]] = ev["data"]["recording"]["path"]
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pyrec"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:
@@ -146,7 +194,10 @@ def main() -> int:
     exe = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="pyrec-soak-"))
     api_port, rtmp_port = free_port(), free_port()
-    (work / "pyrec.toml").write_text("[limits]\nmax_connections = 4096\n")
+    hooks = HookReceiver()
+    (work / "pyrec.toml").write_text(
+        "[limits]\nmax_connections = 4096\n"
+        f'[[webhooks]]\nurl = "{hooks.url}"\nsecret = "{HookReceiver.SECRET.decode()}"\n')
     log = open(work / "server.log", "wb")
     srv = subprocess.Popen(
         [sys.executable, "-m", "pyrec", "serve", "--config", str(work / "pyrec.toml"),
@@ -207,6 +258,20 @@ def main() -> int:
                 got += sum(rep.samples.values())
             if got != sent.get(f"s{i}", -1):
                 lost[f"s{i}"] = sent.get(f"s{i}", 0) - got
+        # every finished file told once by a file.finished webhook
+        on_disk = {f.relative_to(work / "records").as_posix()
+                   for f in (work / "records").glob("s*/*.mp4")}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with hooks.lock:
+                if on_disk <= set(hooks.finished.values()):
+                    break
+            time.sleep(0.5)
+        with hooks.lock:
+            told = list(hooks.finished.values())
+            dups = sum(c - 1 for c in hooks.count.values())
+            nevents = len(hooks.count)
+        not_told = len(on_disk - set(told))
         lat = sorted(load.lat)
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
         half = len(samples) // 2
@@ -225,6 +290,11 @@ def main() -> int:
             "rss_second_half_mib": round(second / 1024, 1),
             "rss_end_mib": round(samples[-1][1] / 1024, 1) if samples else None,
             "server_cpu_s": round(cpu1 - cpu0, 1), "loadgen_max_late_ms": report["max_late_ms"],
+            "webhook_events": nevents, "webhook_duplicate_deliveries": dups,
+            "webhook_bad_signatures": hooks.bad_signatures,
+            "webhook_file_finished": len(told),
+            "files_without_file_finished": not_told,
+            "file_finished_twice_for_a_path": len(told) - len(set(told)),
         }
         print(json.dumps(result, indent=1))
         if load.errors:
@@ -233,7 +303,8 @@ def main() -> int:
             print("lost per stream (first 10):", dict(list(lost.items())[:10]))
         print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
               f"machine {machine()}, command `python bench/soak.py {' '.join(sys.argv[1:])}`")
-        return 0 if not lost and not load.errors and not unfinished else 1
+        hooks_ok = not (dups or hooks.bad_signatures or not_told or len(told) != len(set(told)))
+        return 0 if not lost and not load.errors and not unfinished and hooks_ok else 1
     finally:
         if srv.poll() is None:
             srv.send_signal(signal.SIGTERM)
@@ -242,6 +313,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 srv.kill()
         log.close()
+        hooks.close()
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -16,10 +16,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyrec.ingest import IngestLimits
 from pyrec.paths import DEFAULT_FILE_TEMPLATE, DEFAULT_INFO_TEMPLATE
 from pyrec.tracks import DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME
+from pyrec.webhooks import WebhookConfig
 
 __all__ = ["Config", "VhostConfig", "AppConfig", "AutoRecordRule", "load_config", "ConfigError"]
 
@@ -79,6 +81,7 @@ class Config:
     max_tasks: int = 10_000
     limits: IngestLimits = IngestLimits()
     vhosts: dict[str, VhostConfig] = field(default_factory=dict)
+    webhooks: list[WebhookConfig] = field(default_factory=list)
     source: Path | None = None             # the configuration file read, if any
 
     def app(self, vhost: str, app: str) -> AppConfig | None:
@@ -94,6 +97,10 @@ class Config:
     @property
     def database(self) -> Path:
         return self.db_path or (self.record_root / ".pyrec" / "tasks.sqlite3")
+
+    @property
+    def webhook_database(self) -> Path:
+        return self.database.parent / "webhooks.sqlite3"
 
 
 # Keys of an auto-record rule: `stream` (the pattern) and the :startRecord fields it sets.
@@ -172,7 +179,8 @@ def known_keys() -> list[str]:
     """Every key the configuration file accepts, dotted (`server.api_port`,
     `vhosts.<vhost>.apps.<app>.auto_record[].interval`, ...)."""
     sample = {"vhosts": {"<vhost>": {"apps": {"<app>": {"auto_record": [{}],
-                                                        "track_names": {}}}}}}
+                                                        "track_names": {}}}}},
+              "webhooks": [{"url": "http://h/"}]}
     _asked.clear()
     try:
         _load(sample, None, {})
@@ -180,7 +188,8 @@ def known_keys() -> list[str]:
                  for k in keys]
     finally:
         _asked.clear()
-    return sorted(n.replace("auto_record[0]", "auto_record[]") for n in names)
+    return sorted(n.replace("auto_record[0]", "auto_record[]")
+                  .replace("webhooks[0]", "webhooks[]") for n in names)
 
 
 def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> Config:
@@ -240,9 +249,50 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
                 _get(tracks, "audio", str, DEFAULT_AUDIO_NAME, f"{aw}.track_names"),
                 rules, _finish(adata, aw))
         cfg.vhosts[vname] = v
+    for i, w in enumerate(_get(data, "webhooks", list, [], "")):
+        cfg.webhooks.append(_webhook(w, f"webhooks[{i}]"))
+    if len({w.url for w in cfg.webhooks}) != len(cfg.webhooks):
+        raise ConfigError("webhooks: the same url twice (one [[webhooks]] per URL)")
     if not cfg.access_token and not cfg.no_auth:
         cfg.access_token = f"pyrec:{secrets.token_urlsafe(18)}"
         cfg.token_generated = True
     if cfg.no_auth and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError("no-auth mode is only allowed when bound to loopback (--host 127.0.0.1)")
     return cfg
+
+
+def _webhook(w: Any, where: str) -> WebhookConfig:
+    """One [[webhooks]] table (lifecycle spec section 2), checked."""
+    from pyrec.events import EVENT_TYPES
+
+    if not isinstance(w, dict):
+        raise ConfigError(f"{where}: expected a table, got {w!r}")
+    url = _get(w, "url", str, "", where)
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"{where}.url: expected an http:// or https:// URL with a host, "
+                          f"got {url!r}")
+    try:
+        u.port
+    except ValueError:
+        raise ConfigError(f"{where}.url: bad port in {url!r}") from None
+    if u.username is not None or u.password is not None:  # would be logged with the URL
+        raise ConfigError(f"{where}.url: credentials in the URL are not supported; "
+                          f"set secret and verify the signature")
+    events = _get(w, "events", list, None, where)
+    if events is not None:
+        known = [t.type for t in EVENT_TYPES]
+        for e in events:
+            if e not in known:
+                near = difflib.get_close_matches(str(e), known, n=1, cutoff=0.6)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(known)}"
+                raise ConfigError(f"{where}.events: unknown event type {e!r}{hint}")
+    timeout_ms = _get(w, "timeout_ms", int, 5000, where)
+    if timeout_ms <= 0:
+        raise ConfigError(f"{where}.timeout_ms: must be > 0, got {timeout_ms}")
+    max_attempts = _get(w, "max_attempts", int, 0, where)
+    if max_attempts < 0:
+        raise ConfigError(f"{where}.max_attempts: must be >= 0 (0 = until delivered), "
+                          f"got {max_attempts}")
+    return WebhookConfig(url, frozenset(events) if events is not None else None,
+                         _get(w, "secret", str, "", where), timeout_ms, max_attempts)

@@ -16,6 +16,7 @@ from pyrec.ingest import IngestServer
 from pyrec.store import TaskStore
 from pyrec.streams import StreamRegistry
 from pyrec.tasks import TaskManager
+from pyrec.webhooks import WebhookOutbox
 
 __all__ = ["Service"]
 
@@ -36,10 +37,24 @@ class Service:
         # the catalog...) run on the bus's dispatcher thread, never on the ingest loop.
         self.bus = EventBus(config.node_name or None).start()
         self.registry = StreamRegistry(EventSource(self.bus))
+        # Webhooks must follow the info XML writer (a file.finished is sent once its entry is
+        # written) but the task manager subscribes that writer and emits start-up recovery
+        # events in one go: a stand-in takes those, then, on the dispatcher between two
+        # events, the outbox itself takes its place at the end of the subscribers.
+        self.webhooks = WebhookOutbox(config.webhooks, config.webhook_database
+                                      if config.webhooks else None)
+        early = self.webhooks.__call__
+        self.bus.subscribe(early)
         self.store = TaskStore(config.database)
         kw = {"clock": clock} if clock is not None else {}
         self.manager = TaskManager(config, store=self.store, bus=self.bus, **kw)
         self.recovered = self.manager.recovered  # files left open by a crash, finalised
+
+        def webhooks_last() -> None:
+            self.bus.unsubscribe(early)
+            self.bus.subscribe(self.webhooks)
+
+        self.bus.call(webhooks_last)
         self.bus.flush()  # their info XML entries are written before we serve
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
                                    limits=config.limits, resolver=self._resolve,
@@ -67,6 +82,7 @@ class Service:
         return (v.name, (a.video_name, a.audio_name)) if a is not None else None
 
     def start(self) -> Service:
+        self.webhooks.start()
         self.ingest.start()
         t = threading.Thread(target=self._serve_http, name="pyrec-api", daemon=True)
         t.start()
@@ -106,6 +122,7 @@ class Service:
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()  # the work this caused (fsync, info XML, store) is done
         self.bus.close()
+        self.webhooks.close()  # what is undelivered stays queued for the next start
         for t in self._threads:
             t.join(5)
         # The loop has ended: a connection it had not yet seen close is closed here, not
