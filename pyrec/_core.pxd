@@ -260,4 +260,9 @@ cdef extern from "pyrec/server.h" nogil:
     int pyrec_server_discard(pyrec_server *s, uint64_t parked)
     int pyrec_server_kick(pyrec_server *s, uint64_t key)
     void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out)
+    ctypedef struct pyrec_server_stream_counters:
+        uint64_t bytes_in
+        pyrec_flvsrc_stats src
+        uint32_t width, height
+    int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream_counters *out)
     const uint64_t *pyrec_server_lag_bounds_us()
