@@ -847,6 +847,9 @@ int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream
     out->bytes_in = st->conn ? st->conn->bytes_in : 0;
     pyrec_flvsrc_get_stats(st->src, &out->src);
     unsigned n = pyrec_flvsrc_ntracks(st->src);
+    out->ntracks = n < 2 ? n : 2;
+    for (unsigned i = 0; i < out->ntracks; i++)
+      pyrec_flvsrc_get_track_stats(st->src, i, &out->track[i]);
     for (unsigned i = 0; i < n; i++) {
       const pyrec_flvsrc_track *t = pyrec_flvsrc_track_info(st->src, i);
       if (t->media != PYREC_MEDIA_VIDEO || t->codec == PYREC_CODEC_NONE)

@@ -132,19 +132,22 @@ class StreamInfo:
     def stream_json(self, st: Any) -> dict[str, Any]:
         c = self.counters(st)
         tracks = []
+        measured = c.get("tracks", [])
         for t in st.tracks:
+            m = _measures(measured[t.id] if t.id < len(measured) else None)
             if t.codec is None:  # not recordable: OME would not have it either
                 continue
             if t.kind == "video":
                 tracks.append({"id": t.id, "name": t.name, "type": "Video", "video": {
                     "bypass": True, "codec": VIDEO_CODECS.get(t.codec, t.codec.upper()),
                     "width": c["width"], "height": c["height"],
-                    "framerate": 0.0, "bitrate": 0, "timebase": dict(RTMP_TIMEBASE),
-                    "hasBframes": False, "keyFrameInterval": 0}})
+                    "framerate": m["framerate"], "bitrate": m["bitrate"],
+                    "timebase": dict(RTMP_TIMEBASE), "hasBframes": m["reordered"],
+                    "keyFrameInterval": m["gop"]}})
             else:
                 tracks.append({"id": t.id, "name": t.name, "type": "Audio", "audio": {
                     "bypass": True, "codec": AUDIO_CODECS.get(t.codec, t.codec.upper()),
-                    "samplerate": t.sample_rate, "channel": t.channels, "bitrate": 0,
+                    "samplerate": t.sample_rate, "channel": t.channels, "bitrate": m["bitrate"],
                     "timebase": dict(RTMP_TIMEBASE)}})
         return {"name": st.name, "outputs": [], "input": {
             "sourceType": "Rtmp", "sourceUrl": _source_url(st.peer),
@@ -182,6 +185,19 @@ class StreamInfo:
                 "connections": {k: (files if k == "file" else 0) for k in CONNECTION_KINDS},
             }
         return doc
+
+
+def _measures(t: dict[str, Any] | None) -> dict[str, Any]:
+    """A track's frame rate (frames/s), bitrate (bits/s of payload), GOP length (frames between
+    its last two keyframes) and B-frames, from the C per-track counters over the media time
+    seen so far (FLV timestamps, ms); 0 until two frames (two keyframes for the GOP)."""
+    if not t or t["frames"] < 2 or t["last_ts"] <= t["first_ts"]:
+        return {"framerate": 0.0, "bitrate": 0, "gop": 0,
+                "reordered": bool(t and t["reordered"])}
+    span_ms = t["last_ts"] - t["first_ts"]
+    return {"framerate": round((t["frames"] - 1) * 1000 / span_ms, 3),
+            "bitrate": int(t["bytes"] * 8 * 1000 / span_ms), "gop": t["gop_frames"],
+            "reordered": t["reordered"]}
 
 
 # ---- resources ------------------------------------------------------------------------------

@@ -111,6 +111,20 @@ def test_stream_and_stats_routes_with_a_live_publisher(svc, clips, tmp_path):
         assert v["video"]["timebase"] == {"num": 1, "den": 1000}
         assert a["audio"]["codec"] == "AAC"
         assert (a["audio"]["samplerate"], a["audio"]["channel"]) == (44100, 2)
+        # measured from the C per-track counters once two keyframes went through
+        v = wait_for(lambda: next((t for t in ok(port, base + "/streams/s1")["input"]["tracks"]
+                                  if t["type"] == "Video" and t["video"]["keyFrameInterval"]), None),
+                     "a measured GOP")["video"]
+        assert v["keyFrameInterval"] == 30  # the clip's -g 30
+        assert abs(v["framerate"] - 30) < 0.5, v["framerate"]
+        assert v["hasBframes"] == any(p.pts != p.dts for p in src_v.packets)
+        src_a = next(s for s in clip.streams if s.kind == "audio")
+        for got, truth in ((v["bitrate"], src_v), (
+                next(t for t in ok(port, base + "/streams/s1")["input"]["tracks"]
+                     if t["type"] == "Audio")["audio"]["bitrate"], src_a)):
+            span = float(truth.seconds(truth.packets[-1].dts - truth.packets[0].dts))
+            avg = sum(p.size for p in truth.packets) * 8 / span
+            assert 0.5 * avg < got < 2 * avg, (truth.kind, got, avg)
 
         # stats at every scope; bytes grow while the publisher sends
         scopes = ["/v1/stats/current", "/v1/stats/current/vhosts/default",

@@ -105,6 +105,8 @@ typedef struct pyrec_server_stream_counters {
   uint64_t bytes_in;        /* read from the publisher's connection (RTMP framing included) */
   pyrec_flvsrc_stats src;   /* its FLV source: tags, media bytes, tracks */
   uint32_t width, height;   /* the video track's picture size from its config; 0 when unknown */
+  unsigned ntracks;
+  pyrec_flvsrc_track_stats track[2]; /* by track id */
 } pyrec_server_stream_counters;
 /* PYREC_E_NOTRACK when no such stream. */
 int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream_counters *out);
