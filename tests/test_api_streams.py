@@ -193,3 +193,34 @@ def test_stream_and_stats_routes_with_a_live_publisher(svc, clips, tmp_path):
     assert n > 0, probed
     st = ok(port, "/v1/stats/current/vhosts/default/apps/app")
     assert st["connections"]["file"] == 0 and st["maxTotalConnections"] >= 1
+
+
+@pytest.mark.parametrize("peer,url", [
+    ("127.0.0.1:53312", "TCP://127.0.0.1:53312"),
+    ("::1:40000", "TCP://[::1]:40000"),
+    ("[2001:db8::7]:1935", "TCP://[2001:db8::7]:1935"),
+    ("?", "TCP://?"),  # a peer the server could not name
+])
+def test_source_url(peer, url):
+    from pyrec.api_streams import _source_url
+    assert _source_url(peer) == url
+
+
+@pytest.mark.parametrize("counters,expect", [
+    (None, {"framerate": 0.0, "bitrate": 0, "gop": 0, "reordered": False}),
+    # one frame: no span yet
+    ({"frames": 1, "bytes": 900, "keyframes": 1, "gop_frames": 0, "first_ts": 0,
+      "last_ts": 0, "reordered": False},
+     {"framerate": 0.0, "bitrate": 0, "gop": 0, "reordered": False}),
+    # 31 frames over 1000 ms, 125 000 bytes, one GOP of 30 seen, B-frames
+    ({"frames": 31, "bytes": 125_000, "keyframes": 2, "gop_frames": 30, "first_ts": 500,
+      "last_ts": 1500, "reordered": True},
+     {"framerate": 30.0, "bitrate": 1_000_000, "gop": 30, "reordered": True}),
+    # timestamps going backwards (a publisher's reset) give no rate rather than a negative one
+    ({"frames": 5, "bytes": 10, "keyframes": 5, "gop_frames": 1, "first_ts": 900,
+      "last_ts": 100, "reordered": False},
+     {"framerate": 0.0, "bitrate": 0, "gop": 0, "reordered": False}),
+])
+def test_measures_from_counters(counters, expect):
+    from pyrec.api_streams import _measures
+    assert _measures(counters) == expect
