@@ -23,6 +23,7 @@ typedef struct srctrack {
   char unsupported[32]; /* codec label when pyrec cannot record it */
   uint32_t sample_rate, channels;
   pyrec_buf config;
+  pyrec_flvsrc_track_stats st;
 } srctrack;
 
 typedef struct sink {
@@ -273,12 +274,32 @@ static void become_ready(pyrec_flvsrc *s) {
     s->o.on_ready(s->o.opaque, s);
 }
 
+/* Per-track counters for the stream APIs (frame rate, bitrate, GOP length): a few additions
+ * per frame, read on demand. */
+static void count_frame(pyrec_flvsrc_track_stats *t, uint32_t ts, int32_t cts, int key,
+                        size_t len) {
+  if (!t->frames)
+    t->first_ts = ts;
+  t->last_ts = ts;
+  t->frames++;
+  t->bytes += len;
+  if (cts != 0)
+    t->reordered = 1;
+  if (key) {
+    if (t->keyframes)
+      t->gop_frames = t->frames - 1 - t->last_key_frame;
+    t->last_key_frame = t->frames - 1;
+    t->keyframes++;
+  }
+}
+
 static void write_frame(pyrec_flvsrc *s, int video, uint32_t ts, int32_t cts, int key,
                         const uint8_t *data, size_t len) {
   srctrack *t = video ? &s->v : &s->a;
   int64_t dts = ts;
   int64_t pts = video ? (int64_t)ts + cts : PYREC_NOPTS;
   s->st.media_bytes += len;
+  count_frame(&t->st, ts, cts, key || !video, len);
   for (int i = 0; i < PYREC_FLVSRC_MAX_SINKS; i++) {
     sink *k = &s->sinks[i];
     if (!k->rec || k->failed || k->map[t->index] < 0)
@@ -495,6 +516,13 @@ void pyrec_flvsrc_free(pyrec_flvsrc *s) {
   pyrec_buf_free(&s->v.config);
   pyrec_buf_free(&s->a.config);
   free(s);
+}
+
+void pyrec_flvsrc_get_track_stats(const pyrec_flvsrc *s, unsigned i,
+                                  pyrec_flvsrc_track_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (i < s->ntracks)
+    *out = s->byid[i]->st;
 }
 
 void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "pyrec/amf0.h"
+#include "pyrec/codec.h"
 
 #define READ_BUF (256 * 1024)
 #define READS_PER_WAKE 8 /* fairness: at most this many reads per connection per wake-up */
@@ -47,6 +48,7 @@ struct sconn {
   pyrec_rtmp_conn *rtmp;
   char peer[64];
   uint64_t accepted_ms, last_rx_ms;
+  uint64_t bytes_in; /* read from this connection */
   pyrec_buf out;  /* bytes the socket did not take yet */
   int out_dead;   /* the peer stopped reading (reset): output is dropped, input still read */
   int want_out;   /* EPOLLOUT is armed */
@@ -402,6 +404,7 @@ static const char *serve_conn(pyrec_server *s, sconn *c, uint32_t events) {
     }
     c->last_rx_ms = now_ms();
     s->st.bytes_in += (uint64_t)n;
+    c->bytes_in += (uint64_t)n;
     int rc = pyrec_rtmp_conn_feed(c->rtmp, s->rbuf, (size_t)n);
     if (rc) {
       const pyrec_errinfo *e = pyrec_rtmp_conn_error(c->rtmp);
@@ -831,6 +834,39 @@ int pyrec_server_kick(pyrec_server *s, uint64_t key) {
     s->kicked = 1;
     uint64_t one = 1;
     (void)!write(s->wake, &one, sizeof one);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return st ? PYREC_OK : PYREC_E_NOTRACK;
+}
+
+int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream_counters *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&s->lock);
+  sstream *st = find_stream(s, key);
+  if (st) {
+    out->bytes_in = st->conn ? st->conn->bytes_in : 0;
+    pyrec_flvsrc_get_stats(st->src, &out->src);
+    unsigned n = pyrec_flvsrc_ntracks(st->src);
+    out->ntracks = n < 2 ? n : 2;
+    for (unsigned i = 0; i < out->ntracks; i++)
+      pyrec_flvsrc_get_track_stats(st->src, i, &out->track[i]);
+    for (unsigned i = 0; i < n; i++) {
+      const pyrec_flvsrc_track *t = pyrec_flvsrc_track_info(st->src, i);
+      if (t->media != PYREC_MEDIA_VIDEO || t->codec == PYREC_CODEC_NONE)
+        continue;
+      /* The picture size from the sequence header (SPS / sequence header OBU / vpcC) as the
+       * recorder reads it; an empty or unreadable config leaves 0 x 0. */
+      pyrec_track_desc d = {.codec = t->codec, .timescale = 1000, .config = t->config,
+                            .config_len = t->config_len};
+      pyrec_codec_state cs;
+      pyrec_errinfo err;
+      pyrec_clearerr(&err);
+      if (pyrec_codec_init(&cs, &d, &err) == PYREC_OK) {
+        out->width = cs.width;
+        out->height = cs.height;
+      }
+      pyrec_codec_free(&cs);
+    }
   }
   pthread_mutex_unlock(&s->lock);
   return st ? PYREC_OK : PYREC_E_NOTRACK;

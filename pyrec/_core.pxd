@@ -197,6 +197,10 @@ cdef extern from "pyrec/flvsrc.h" nogil:
     pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id)
     int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out)
     void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out)
+    ctypedef struct pyrec_flvsrc_track_stats:
+        uint64_t frames, bytes, keyframes, last_key_frame, gop_frames
+        uint32_t first_ts, last_ts
+        int reordered
     const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s)
 
 
@@ -260,4 +264,11 @@ cdef extern from "pyrec/server.h" nogil:
     int pyrec_server_discard(pyrec_server *s, uint64_t parked)
     int pyrec_server_kick(pyrec_server *s, uint64_t key)
     void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out)
+    ctypedef struct pyrec_server_stream_counters:
+        uint64_t bytes_in
+        pyrec_flvsrc_stats src
+        uint32_t width, height
+        unsigned ntracks
+        pyrec_flvsrc_track_stats track[2]
+    int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream_counters *out)
     const uint64_t *pyrec_server_lag_bounds_us()

@@ -770,6 +770,27 @@ cdef class Server:
             rc = pyrec_server_kick(self.s, key)
         return rc == 0
 
+    def stream_stats(self, uint64_t key):
+        """One live stream's counters (bytes read from its publisher, its FLV source's tags
+        and media bytes, the video picture size from its config), or None when it is gone."""
+        cdef pyrec_server_stream_counters st
+        cdef int rc
+        with nogil:
+            rc = pyrec_server_stream_stats(self.s, key, &st)
+        if rc:
+            return None
+        cdef unsigned i
+        cdef pyrec_flvsrc_track_stats *t
+        tracks = []
+        for i in range(st.ntracks):
+            t = &st.track[i]
+            tracks.append({"frames": t.frames, "bytes": t.bytes, "keyframes": t.keyframes,
+                           "gop_frames": t.gop_frames, "first_ts": t.first_ts,
+                           "last_ts": t.last_ts, "reordered": bool(t.reordered)})
+        return {"bytes_in": st.bytes_in, "tags": st.src.tags, "media_bytes": st.src.media_bytes,
+                "ready": bool(st.src.ready), "sinks": st.src.sinks,
+                "width": st.width, "height": st.height, "tracks": tracks}
+
     def stats(self) -> dict:
         cdef pyrec_server_stats st
         with nogil:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pyrec import _core
@@ -100,6 +102,8 @@ class LiveStream:
     ready: bool = False
     ended: bool = False
     track_names: tuple[str, str] = (DEFAULT_VIDEO_NAME, DEFAULT_AUDIO_NAME)
+    created: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    created_mono: float = field(default_factory=time.monotonic)
 
     def record(self, output: Output | None = None, *, track_ids: Iterable[int] | None = None,
                context: PathContext | None = None,

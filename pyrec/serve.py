@@ -60,7 +60,7 @@ class Service:
                                    limits=config.limits, resolver=self._resolve,
                                    registry=self.registry)
         self.manager.attach_ingest(self.ingest)
-        self.app = create_app(self.manager, config)
+        self.app = create_app(self.manager, config, self.registry)
         self.http = create_server(self.app, host=config.host, port=config.api_port, threads=8,
                                   ident="pyrec", clear_untrusted_proxy_headers=True)
         self.tick_seconds = tick_seconds

@@ -524,6 +524,50 @@ static void test_held_packets(void) {
   pyrec_rec_free(r);
 }
 
+/* Per-track counters of the source (the stream APIs' frame rate, bitrate, GOP): small.flv has
+ * 100 video frames (keyframes at 0, 25, 50, 75; B-frames; 0..3960 ms) and 88 AAC frames
+ * (34..4074 ms). */
+static void test_track_stats(void) {
+  pyrec_flvsrc *src;
+  pyrec_errinfo e;
+  CHECK_EQ(pyrec_flvsrc_new(&src, NULL, &e), 0);
+  pyrec_flvsrc_track_stats t;
+  pyrec_flvsrc_get_track_stats(src, 0, &t);
+  CHECK_EQ(t.frames, 0);
+  CHECK_EQ(pyrec_flvsrc_feed(src, flv, flv_len), 0);
+  CHECK_EQ(pyrec_flvsrc_close(src), 0);
+  CHECK_EQ(pyrec_flvsrc_ntracks(src), 2);
+  pyrec_flvsrc_stats st;
+  pyrec_flvsrc_get_stats(src, &st);
+  uint64_t bytes = 0;
+  for (unsigned i = 0; i < 2; i++) {
+    pyrec_flvsrc_get_track_stats(src, i, &t);
+    bytes += t.bytes;
+    if (pyrec_flvsrc_track_info(src, i)->media == PYREC_MEDIA_VIDEO) {
+      CHECK_EQ(t.frames, 100);
+      CHECK_EQ(t.keyframes, 4);
+      CHECK_EQ(t.last_key_frame, 75);
+      CHECK_EQ(t.gop_frames, 25);
+      CHECK_EQ(t.first_ts, 0);
+      CHECK_EQ(t.last_ts, 3960);
+      CHECK_EQ(t.reordered, 1);
+      CHECK_EQ(t.bytes, 31589);
+    } else {
+      CHECK_EQ(t.frames, 88);
+      CHECK_EQ(t.keyframes, 88);
+      CHECK_EQ(t.gop_frames, 1);
+      CHECK_EQ(t.first_ts, 34);
+      CHECK_EQ(t.last_ts, 4074);
+      CHECK_EQ(t.reordered, 0);
+      CHECK_EQ(t.bytes, 16422);
+    }
+  }
+  CHECK_EQ(bytes, st.media_bytes);
+  pyrec_flvsrc_get_track_stats(src, 2, &t); /* no such track: zeros */
+  CHECK_EQ(t.frames + t.bytes + t.last_ts, 0);
+  pyrec_flvsrc_free(src);
+}
+
 int main(int argc, char **argv) {
   const char *path = argc > 1 ? argv[1] : "data/small.flv";
   if (load(path)) {
@@ -539,6 +583,7 @@ int main(int argc, char **argv) {
   RUN(test_direct_api_errors);
   RUN(test_file_source_offsets_and_joins);
   RUN(test_held_packets);
+  RUN(test_track_stats);
   free(flv);
   return T_DONE();
 }

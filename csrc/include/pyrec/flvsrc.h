@@ -86,6 +86,18 @@ pyrec_rec *pyrec_flvsrc_sink(pyrec_flvsrc *s, int id);
 int pyrec_flvsrc_sink_error(const pyrec_flvsrc *s, int id, pyrec_errinfo *out);
 
 void pyrec_flvsrc_get_stats(const pyrec_flvsrc *s, pyrec_flvsrc_stats *out);
+
+/* One track's frames as they were fanned out (after ready; held tags count when released). */
+typedef struct pyrec_flvsrc_track_stats {
+  uint64_t frames, bytes, keyframes; /* audio frames all count as keyframes */
+  uint64_t last_key_frame;           /* frame number of the last keyframe */
+  uint64_t gop_frames;               /* frames between the last two keyframes; 0: < 2 seen */
+  uint32_t first_ts, last_ts;        /* FLV timestamps (ms) of the first and last frame */
+  int reordered;                     /* some frame had a composition offset (B-frames) */
+} pyrec_flvsrc_track_stats;
+/* Zeros for an unknown track id. */
+void pyrec_flvsrc_get_track_stats(const pyrec_flvsrc *s, unsigned i,
+                                  pyrec_flvsrc_track_stats *out);
 const pyrec_errinfo *pyrec_flvsrc_error(const pyrec_flvsrc *s);
 
 #endif

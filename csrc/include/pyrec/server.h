@@ -99,6 +99,17 @@ int pyrec_server_discard(pyrec_server *s, uint64_t parked);
 /* Close the publisher's connection (stream ends as on disconnect). */
 int pyrec_server_kick(pyrec_server *s, uint64_t key);
 void pyrec_server_get_stats(pyrec_server *s, pyrec_server_stats *out);
+
+/* One live stream's counters (for the stream/stats APIs; read on demand, nothing per packet). */
+typedef struct pyrec_server_stream_counters {
+  uint64_t bytes_in;        /* read from the publisher's connection (RTMP framing included) */
+  pyrec_flvsrc_stats src;   /* its FLV source: tags, media bytes, tracks */
+  uint32_t width, height;   /* the video track's picture size from its config; 0 when unknown */
+  unsigned ntracks;
+  pyrec_flvsrc_track_stats track[2]; /* by track id */
+} pyrec_server_stream_counters;
+/* PYREC_E_NOTRACK when no such stream. */
+int pyrec_server_stream_stats(pyrec_server *s, uint64_t key, pyrec_server_stream_counters *out);
 /* PYREC_LAG_BOUNDS_US as an array of PYREC_LAG_BUCKETS - 1 bounds (for bindings). */
 const uint64_t *pyrec_server_lag_bounds_us(void);
 
