@@ -69,7 +69,7 @@ class Service:
         counter.app = app
         health.add_routes(app, metrics, [
             ("rtmp", self._rtmp_ready),
-            ("store", lambda: None if self.store.schema_version() >= 0 else "store: no schema"),
+            ("task store", self._store_ready),
             ("record root", lambda: health.check_writable(self.config.record_root))])
         return metrics, app
 
@@ -77,6 +77,10 @@ class Service:
         t = getattr(self.ingest, "_thread", None)
         if t is None or not t.is_alive():
             return "RTMP listener is not running"
+        return None
+
+    def _store_ready(self) -> str | None:
+        self.store.schema_version  # a query on the database; raises when it cannot answer
         return None
 
     @property
