@@ -42,7 +42,8 @@ ERROR_NAMES = ("ingest", "task", "api")
 # Metrics fed by registered callables: name -> (help, label or None, usual label values, kind).
 FEEDS: dict[str, tuple[str, str | None, tuple[str, ...], str]] = {
     "pyrec_webhook_deliveries_total": (
-        "Webhook deliveries by result", "result", ("delivered", "failed"), "counter"),
+        "Webhook deliveries by result", "result", ("delivered", "failed", "given_up"),
+        "counter"),
     "pyrec_webhook_outbox_events": (
         "Events waiting in the webhook outbox", None, (), "gauge"),
     "pyrec_upload_queue_files": ("Files waiting to be uploaded", None, (), "gauge"),
@@ -106,6 +107,15 @@ class Metrics:
             raise KeyError(f"{name} is not a fed metric; known: {', '.join(FEEDS)}")
         with self._lock:
             self._feeds[name] = fn
+
+    def feed_webhooks(self, outbox: Any) -> None:
+        """The webhook outbox's counters (pyrec.webhooks.WebhookOutbox: `delivered`,
+        `failed_attempts`, `given_up`, `depth()`) as pyrec_webhook_deliveries_total{result}
+        and pyrec_webhook_outbox_events."""
+        self.feed("pyrec_webhook_deliveries_total", lambda: {
+            "delivered": outbox.delivered, "failed": outbox.failed_attempts,
+            "given_up": outbox.given_up})
+        self.feed("pyrec_webhook_outbox_events", outbox.depth)
 
     def count_request(self, route: str, code: int) -> None:
         self.api_requests.labels(route, str(code)).inc()

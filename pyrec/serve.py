@@ -60,6 +60,8 @@ class Service:
         metrics = Metrics(self.config.record_root)
         metrics.attach(ingest=self.ingest, manager=self.manager)
         metrics.subscribe(self.bus)
+        if getattr(self, "webhooks", None) is not None:  # the outbox (pyrec.webhooks)
+            metrics.feed_webhooks(self.webhooks)
         counter = health.RequestCounter(metrics)
         public = set(health.HEALTH_PATHS)
         if not self.config.metrics_auth:

@@ -231,6 +231,18 @@ def test_fed_metrics_default_to_zero_and_take_a_feed(tmp_path):
     assert s.value("pyrec_webhook_deliveries_total", result="delivered") == 5
     assert s.value("pyrec_webhook_deliveries_total", result="failed") == 2
     assert s.value("pyrec_webhook_outbox_events") == 7
+    # the webhook outbox's counters (pyrec.webhooks.WebhookOutbox's attributes; a stand-in
+    # here: this test is about the wiring, the outbox is tested in test_webhooks.py)
+    class Outbox:
+        delivered, failed_attempts, given_up = 9, 4, 1
+
+        def depth(self) -> int:
+            return 3
+    m.feed_webhooks(Outbox())
+    s = Scrape(m.render().decode())
+    assert [s.value("pyrec_webhook_deliveries_total", result=r)
+            for r in ("delivered", "failed", "given_up")] == [9, 4, 1]
+    assert s.value("pyrec_webhook_outbox_events") == 3
     with pytest.raises(KeyError, match="not a fed metric"):
         m.feed("pyrec_nonsense", lambda: 0)
     # a second service's registry is its own
