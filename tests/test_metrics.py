@@ -8,6 +8,7 @@ import base64
 import http.client
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,21 @@ def test_timestamp_repairs_counted_and_kept_after_the_recording(service, clips, 
     assert 0.9 * want["audio"] <= audio <= want["audio"]
     assert end.value("pyrec_packets_total", kind="audio") == audio
     assert end.value("pyrec_files_finished_total") == 1
+
+
+def test_ingest_errors_counted(service, tmp_path):
+    """An RTMP connection closed for bad input (a handshake of an unknown version) is
+    pyrec_errors_total{name="ingest"}."""
+    run = service(_config(tmp_path))
+    port = run.svc.api_port
+    assert scrape(port).value("pyrec_errors_total", name="ingest") == 0
+    with socket.create_connection(("127.0.0.1", run.svc.rtmp_port), timeout=5) as s:
+        s.sendall(b"\x09" + bytes(1536))  # C0 says version 9: not RTMP
+        s.settimeout(5)
+        try:
+            while s.recv(4096):  # the server closes it
+                pass
+        except ConnectionResetError:
+            pass
+    wait_for(lambda: scrape(port).value("pyrec_errors_total", name="ingest") == 1,
+             "the bad connection counted")
