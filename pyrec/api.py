@@ -97,9 +97,10 @@ class _CorsAuthMiddleware:
     authenticated before routing, so an unknown path without credentials is a 401 like in OME;
     every response carries Access-Control-Allow-Origin."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, public: frozenset[str] = frozenset()) -> None:
         self._no_auth = config.no_auth
         self._token = config.access_token.encode("utf-8")
+        self._public = public  # paths served without auth (health, metrics if configured)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.method == "OPTIONS":
@@ -109,7 +110,7 @@ class _CorsAuthMiddleware:
             resp.set_header("Access-Control-Max-Age", CORS_MAX_AGE)
             resp.complete = True  # skip routing and responders
             return
-        if not self._no_auth:
+        if not self._no_auth and req.path not in self._public:
             check_basic_auth(req.get_header("Authorization"), self._token)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response,
@@ -245,11 +246,14 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception
     _error(resp, 500, MSG_INTERNAL)
 
 
-def create_app(manager: TaskManagerLike, config: Config, registry: Any = None) -> falcon.App:
+def create_app(manager: TaskManagerLike, config: Config, registry: Any = None, *,
+               public: frozenset[str] = frozenset(),
+               middleware: list[Any] | None = None) -> falcon.App:
     """The WSGI application of the Record API (with `registry`, a StreamRegistry: also the
-    stream and stats APIs of pyrec.api_streams)."""
+    stream and stats APIs of pyrec.api_streams); `public` paths skip auth, `middleware` runs
+    before it (pyrec.health's request counter sees every request)."""
     realm = config.realm.replace("\\", "\\\\").replace('"', '\\"')
-    app = falcon.App(middleware=[_CorsAuthMiddleware(config)])
+    app = falcon.App(middleware=[*(middleware or ()), _CorsAuthMiddleware(config, public)])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/v1/vhosts/{vhost}/apps/{app_action}", AppActionResource(manager))
     app.add_route("/v1/openapi.json", OpenApiResource())

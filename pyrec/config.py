@@ -73,6 +73,7 @@ class Config:
     token_generated: bool = False
     no_auth: bool = False
     realm: str = "OvenMediaEngine"
+    metrics_auth: bool = True              # /metrics behind the API's Basic auth
     node_name: str = ""                    # in every event; default: the host name
     record_root: Path = Path("records")
     db_path: Path | None = None            # default: <record_root>/.pyrec/tasks.sqlite3
@@ -201,6 +202,7 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
     cfg.access_token = _get(server, "access_token", str, "", "server")
     cfg.realm = _get(server, "realm", str, cfg.realm, "server")
     cfg.node_name = _get(server, "node_name", str, "", "server")
+    cfg.metrics_auth = _get(server, "metrics_auth", bool, True, "server")
     root = _get(server, "record_root", str, None, "server")
     cfg.record_root = _abspath(root, base) if root is not None else _abspath(cfg.record_root)
     db = _get(server, "database", str, "", "server")

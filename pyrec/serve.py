@@ -60,12 +60,45 @@ class Service:
                                    limits=config.limits, resolver=self._resolve,
                                    registry=self.registry)
         self.manager.attach_ingest(self.ingest)
-        self.app = create_app(self.manager, config, self.registry)
+        self.metrics, self.app = self._metrics_app(create_app)
         self.http = create_server(self.app, host=config.host, port=config.api_port, threads=8,
                                   ident="pyrec", clear_untrusted_proxy_headers=True)
         self.tick_seconds = tick_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _metrics_app(self, create_app):  # type: ignore[no-untyped-def]
+        """Health, readiness and metrics (pyrec.health) on the API's app."""
+        from pyrec import health
+        from pyrec.metrics import Metrics
+
+        metrics = Metrics(self.config.record_root)
+        metrics.attach(ingest=self.ingest, manager=self.manager)
+        metrics.subscribe(self.bus)
+        if getattr(self, "webhooks", None) is not None:  # the outbox (pyrec.webhooks)
+            metrics.feed_webhooks(self.webhooks)
+        counter = health.RequestCounter(metrics)
+        public = set(health.HEALTH_PATHS)
+        if not self.config.metrics_auth:
+            public.add(health.METRICS_PATH)
+        app = create_app(self.manager, self.config, self.registry, public=frozenset(public),
+                         middleware=[counter])
+        counter.app = app
+        health.add_routes(app, metrics, [
+            ("rtmp", self._rtmp_ready),
+            ("task store", self._store_ready),
+            ("record root", lambda: health.check_writable(self.config.record_root))])
+        return metrics, app
+
+    def _rtmp_ready(self) -> str | None:
+        t = getattr(self.ingest, "_thread", None)
+        if t is None or not t.is_alive():
+            return "RTMP listener is not running"
+        return None
+
+    def _store_ready(self) -> str | None:
+        self.store.schema_version  # a query on the database; raises when it cannot answer
+        return None
 
     @property
     def api_port(self) -> int:
