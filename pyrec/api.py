@@ -33,7 +33,7 @@ log = logging.getLogger("pyrec.api")
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 MAX_BODY_BYTES = 1 << 20  # a Record API body is a few hundred bytes; refuse absurd ones
-CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "86400"
 
@@ -245,13 +245,17 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception
     _error(resp, 500, MSG_INTERNAL)
 
 
-def create_app(manager: TaskManagerLike, config: Config) -> falcon.App:
-    """The WSGI application of the Record API."""
+def create_app(manager: TaskManagerLike, config: Config, catalog: Any = None) -> falcon.App:
+    """The WSGI application of the Record API (and, given a pyrec.catalog.Catalog, the
+    recordings API)."""
     realm = config.realm.replace("\\", "\\\\").replace('"', '\\"')
     app = falcon.App(middleware=[_CorsAuthMiddleware(config)])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/v1/vhosts/{vhost}/apps/{app_action}", AppActionResource(manager))
     app.add_route("/v1/openapi.json", OpenApiResource())
+    if catalog is not None:
+        from pyrec.api_recordings import add_recording_routes
+        add_recording_routes(app, catalog, manager)
     # Exception first: falcon resolves the most specific registered family for each error.
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)

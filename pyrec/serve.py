@@ -10,6 +10,7 @@ import threading
 from types import FrameType
 from urllib.parse import urlparse
 
+from pyrec.catalog import Catalog
 from pyrec.config import Config
 from pyrec.events import EventBus, EventSource
 from pyrec.ingest import IngestServer
@@ -43,6 +44,9 @@ class Service:
         # events, the outbox itself takes its place at the end of the subscribers.
         self.webhooks = WebhookOutbox(config.webhooks, config.webhook_database
                                       if config.webhooks else None)
+        # The catalog before the webhooks: a receiver told of a file finds its row.
+        self.catalog = Catalog(config)
+        self.catalog.subscribe(self.bus)
         early = self.webhooks.__call__
         self.bus.subscribe(early)
         self.store = TaskStore(config.database)
@@ -56,11 +60,12 @@ class Service:
 
         self.bus.call(webhooks_last)
         self.bus.flush()  # their info XML entries are written before we serve
+        self.catalog.reconcile(self.recovered)
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
                                    limits=config.limits, resolver=self._resolve,
                                    registry=self.registry)
         self.manager.attach_ingest(self.ingest)
-        self.app = create_app(self.manager, config)
+        self.app = create_app(self.manager, config, self.catalog)
         self.http = create_server(self.app, host=config.host, port=config.api_port, threads=8,
                                   ident="pyrec", clear_untrusted_proxy_headers=True)
         self.tick_seconds = tick_seconds
@@ -122,6 +127,7 @@ class Service:
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()  # the work this caused (fsync, info XML, store) is done
         self.bus.close()
+        self.catalog.close()
         self.webhooks.close()  # what is undelivered stays queued for the next start
         for t in self._threads:
             t.join(5)

@@ -610,7 +610,7 @@ def test_options_preflight_without_auth(api, path, origin):
     r = api.request("OPTIONS", path, headers=headers)
     assert r.status_code == 204 and r.content == b""
     assert r.headers["access-control-allow-origin"] == (origin or "*")
-    assert r.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert r.headers["access-control-allow-methods"] == "GET, POST, DELETE, OPTIONS"
     assert r.headers["access-control-allow-headers"] == "Authorization, Content-Type"
     assert int(r.headers["access-control-max-age"]) > 0
     assert "www-authenticate" not in r.headers
