@@ -349,14 +349,20 @@ class Catalog:
         `missing`. Returns (added, missing)."""
         recovered_set = {os.path.realpath(p) for p in recovered}
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, abs_path, state FROM recordings").fetchall()
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM recordings").fetchall()
         known = {os.path.realpath(r["abs_path"]) for r in rows}
         missing = 0
         for r in rows:
             if r["state"] in ("deleted", "missing"):
                 continue
-            if not os.path.exists(r["abs_path"]):
+            exists = os.path.exists(r["abs_path"])
+            if exists and r["state"] == "recording":
+                # open when the server died, finalised by the start-up scan, and no task
+                # claimed it (no file.recovered): what the disk now holds
+                real = os.path.realpath(r["abs_path"])
+                self._add_found(r["vhost"], r["app"], self.root(r["vhost"], r["app"]),
+                                r["abs_path"], real in recovered_set, like=r)
+            elif not exists:
                 with self._lock:
                     self._db.execute(
                         "UPDATE recordings SET state='missing', local=0 WHERE id=?", (r["id"],))
@@ -403,8 +409,13 @@ class Catalog:
                     out.append(p)
         return sorted(out)
 
-    def _add_found(self, vhost: str, app: str, root: Path, path: str, recovered: bool) -> None:
-        rel = str(Path(path).resolve().relative_to(root))
+    def _add_found(self, vhost: str, app: str, root: Path, path: str, recovered: bool,
+                   like: sqlite3.Row | None = None) -> None:
+        """A row for a file found on disk (`like`: the row it already has, kept by id)."""
+        try:
+            rel = str(Path(path).resolve().relative_to(root))
+        except ValueError:
+            rel = like["path"] if like is not None else path
         st = os.stat(path)
         try:
             duration = repair.repair(path, dry_run=True).duration_ms
@@ -413,10 +424,18 @@ class Catalog:
         end = datetime.fromtimestamp(st.st_mtime).astimezone()
         start = end - timedelta(milliseconds=duration)
         rid = "f-" + hashlib.sha1(f"{vhost}/{app}/{rel}".encode()).hexdigest()[:16]
-        rec = Recording(id=rid, vhost=vhost, app=app, stream="", task_id="", sequence=0,
-                        path=rel, start_time=start, state="recovered" if recovered
+        stream, task_id, seq, tracks = "", "", 0, ()
+        if like is not None:
+            rid, stream, task_id, seq = (like["id"], like["stream"], like["task_id"],
+                                         like["sequence"])
+            tracks = tuple(json.loads(like["tracks"]))
+            if like["start_time"]:
+                start = datetime.fromisoformat(like["start_time"])
+                end = start + timedelta(milliseconds=duration)
+        rec = Recording(id=rid, vhost=vhost, app=app, stream=stream, task_id=task_id,
+                        sequence=seq, path=rel, start_time=start, state="recovered" if recovered
                         else "finished", finish_time=end, duration_ms=duration, bytes=st.st_size,
-                        recovered=recovered)
+                        recovered=recovered, tracks=tracks)
         self._upsert(rec, rec.state, path, recovered=recovered)
         self._queue_hash(rid, path)
         log.info("catalog: added %s found under %s (%s)", rel, root, rec.state)

@@ -23,7 +23,9 @@ from pyrec.api_recordings import parse_range
 from pyrec.catalog import SCHEMA_VERSION
 from pyrec.config import load_config
 from pyrec.events import Event
+from pyrec.repair import is_finalized
 from test_api_conformance import check_response
+from test_crash import _run_and_kill
 from test_service_e2e import (TIME_RE, TOKEN, clip4, publish, read_rec,  # noqa: F401
                               service)
 
@@ -286,6 +288,13 @@ def test_restart_reconcile(split_run, service, tmp_path):
     extra.parent.mkdir()
     shutil.copyfile(run.root / rows[1]["path"], extra)
     (run.root / "notes.txt").write_text("not a recording")
+    # a row the server left "recording" (it died; no task claimed the file): the restart
+    # finds the finalised file and finishes the row from what the disk holds
+    db = sqlite3.connect(run.svc.catalog.path)
+    with db:
+        db.execute("UPDATE recordings SET state='recording', finish_time=NULL, "
+                   "finish_us=NULL, sha256=NULL WHERE id=?", (rows[2]["id"],))
+    db.close()
 
     run2 = service(_config(tmp_path))
     port2 = run2.svc.api_port
@@ -293,7 +302,15 @@ def test_restart_reconcile(split_run, service, tmp_path):
     assert after[rows[0]["id"]]["state"] == "missing"
     assert after[rows[0]["id"]]["local"] is False
     for r in rows[1:]:
-        assert after[r["id"]]["state"] == "finished" and after[r["id"]]["sha256"] == r["sha256"]
+        assert after[r["id"]]["state"] == "finished", after[r["id"]]
+    reopened = wait_hashed(run2, [rows[2]["id"]])[0]
+    assert {k: reopened[k] for k in ("sha256", "bytes", "startTime", "stream", "taskId",
+                                     "sequence", "tracks")} == \
+        {k: rows[2][k] for k in ("sha256", "bytes", "startTime", "stream", "taskId",
+                                 "sequence", "tracks")}
+    assert "finishTime" in reopened
+    for r in rows[1:]:
+        assert after[r["id"]].get("sha256", r["sha256"]) == r["sha256"]
     added = [r for r in after.values() if r["path"] == "by-hand/copy.mp4"]
     assert len(added) == 1, after
     new = wait_hashed(run2, [added[0]["id"]])[0]
@@ -312,3 +329,25 @@ def test_restart_reconcile(split_run, service, tmp_path):
     run2.stop()
     run3 = service(_config(tmp_path))
     assert {r["id"] for r in list_all(run3.svc.api_port)} == set(after)
+
+
+def test_file_left_by_a_crash_appears_recovered(service, clip4, tmp_path):
+    """A file a killed recorder left open under the root: the start-up scan finalises it and
+    the catalog lists it as recovered, with its bytes and sha256 after the repair."""
+    rec_root = tmp_path / "rec"
+    rec_root.mkdir()
+    out = rec_root / "crashed.mp4"
+    _run_and_kill(tmp_path, clip4.path, str(out), part_ms=500, interval_ms=0, stop_s=2)
+    assert not is_finalized(out)
+    run = service(_config(tmp_path))
+    assert is_finalized(out)
+    rows = list_all(run.svc.api_port)
+    assert len(rows) == 1, rows
+    row = wait_hashed(run, [rows[0]["id"]])[0]
+    assert (row["path"], row["state"], row["recovered"], row["local"]) == (
+        "crashed.mp4", "recovered", True, True)
+    assert row["bytes"] == out.stat().st_size and row["sha256"] == sha(out)
+    rec = read_rec(out, clip4)  # what it plays: the fragments written before the kill
+    assert rec.count("video") > 0
+    assert abs(float(rec.span_ms()) - row["durationMs"]) <= 100, (rec.span_ms(), row)
+    assert [r["id"] for r in list_all(run.svc.api_port, "state=recovered")] == [row["id"]]
