@@ -42,7 +42,8 @@ def _time(req: falcon.Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        t = datetime.fromisoformat(raw)
+        # an unencoded "+" of the offset arrives as a space: take it as meant
+        t = datetime.fromisoformat(raw.strip().replace(" ", "+"))
     except ValueError:
         raise _bad(name, f"not an ISO-8601 time: {raw!r}") from None
     return t if t.tzinfo is not None else t.astimezone()

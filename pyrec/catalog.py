@@ -133,10 +133,13 @@ def row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: str, stop: threading.Event | None = None) -> str | None:
+    """The file's hex SHA-256; None when `stop` was set meanwhile."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK):
+            if stop is not None and stop.is_set():
+                return None
             h.update(chunk)
     return h.hexdigest()
 
@@ -168,6 +171,7 @@ class Catalog:
         self._hashq: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self._pending = 0
         self._idle = threading.Condition()
+        self._closing = threading.Event()
         self._worker = threading.Thread(target=self._hash_loop, name="pyrec-catalog-hash",
                                         daemon=True)
         self._worker.start()
@@ -179,6 +183,8 @@ class Catalog:
         bus.subscribe(self, self.TYPES)
 
     def close(self) -> None:
+        """Stop hashing (a row left without sha256 is hashed at the next start) and close."""
+        self._closing.set()
         self._hashq.put(None)
         self._worker.join(30)
         with self._lock:
@@ -237,9 +243,11 @@ class Catalog:
             rid, path = item
             try:
                 before = os.stat(path)
-                digest = sha256_file(path)
+                digest = sha256_file(path, self._closing)
                 after = os.stat(path)
-                if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+                if digest is None:
+                    pass  # closing: the next start hashes it
+                elif (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
                     with self._lock:
                         self._db.execute(
                             "UPDATE recordings SET sha256=?, bytes=? WHERE id=? AND abs_path=?",
@@ -369,6 +377,8 @@ class Catalog:
                 missing += 1
                 log.warning("catalog: %s is gone; recording %s is now missing",
                             r["abs_path"], r["id"])
+            elif r["sha256"] is None and r["state"] in ("finished", "recovered"):
+                self._queue_hash(r["id"], r["abs_path"])  # the last run stopped before it
         added = 0
         for vhost, app, root in self._app_roots():
             for path in self._media_files(root):

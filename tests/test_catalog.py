@@ -172,12 +172,14 @@ def test_filters_and_cursor_paging(split_run):
     after_all = rows[-1]["finishTime"].replace("+", "%2B")
     # a `from` after the last file ended: only files ending at that moment
     assert [r["id"] for r in list_all(port, f"from={after_all}")] == [rows[-1]["id"]]
+    # an offset's "+" sent unencoded (a space to the server) means the same time
+    assert list_all(port, f"from={rows[-1]['finishTime']}") == list_all(port, f"from={after_all}")
     before = rows[0]["startTime"].replace("+", "%2B")
     assert [r["id"] for r in list_all(port, f"to={before}")] == [rows[0]["id"]]
 
 
 @pytest.mark.parametrize("query,field", [
-    ("from=yesterday", "from"), ("to=2026-13-01T00:00:00", "to"), ("limit=0", "limit"),
+    ("from=yesterday", "from"), ("from=2026-12-01T06:00:00+0x", "from"), ("to=2026-13-01T00:00:00", "to"), ("limit=0", "limit"),
     ("limit=1001", "limit"), ("limit=ten", "limit"), ("state=gone", "state"),
     ("cursor=%21%21", "cursor"),
 ])
@@ -294,6 +296,8 @@ def test_restart_reconcile(split_run, service, tmp_path):
     with db:
         db.execute("UPDATE recordings SET state='recording', finish_time=NULL, "
                    "finish_us=NULL, sha256=NULL WHERE id=?", (rows[2]["id"],))
+        # and one whose hash the last run did not get to: hashed at the start
+        db.execute("UPDATE recordings SET sha256=NULL WHERE id=?", (rows[1]["id"],))
     db.close()
 
     run2 = service(_config(tmp_path))
@@ -309,6 +313,7 @@ def test_restart_reconcile(split_run, service, tmp_path):
         {k: rows[2][k] for k in ("sha256", "bytes", "startTime", "stream", "taskId",
                                  "sequence", "tracks")}
     assert "finishTime" in reopened
+    assert wait_hashed(run2, [rows[1]["id"]])[0]["sha256"] == rows[1]["sha256"]
     for r in rows[1:]:
         assert after[r["id"]].get("sha256", r["sha256"]) == r["sha256"]
     added = [r for r in after.values() if r["path"] == "by-hand/copy.mp4"]
