@@ -263,6 +263,13 @@ def test_delete_removes_file_and_emits_file_deleted(split_run):
 def test_delete_while_recording_is_409(service, publish, clip4, tmp_path):
     run = service(_config(tmp_path))
     port = run.svc.api_port
+    # the catalog is subscribed before the webhook outbox, so a receiver told of file.finished
+    # finds the row finished; a subscriber added now (after both) sees the same
+    subs = [fn for _types, fn in run.svc.bus._subs]
+    assert subs.index(run.svc.catalog) < subs.index(run.svc.webhooks)
+    at_finish: list[dict | None] = []
+    run.svc.bus.subscribe(lambda ev: at_finish.append(run.svc.catalog.get(
+        "default", "app", ev.recording.id)), ["file.finished"])
     run.api.start("live", "cam")
     p = publish(clip4, run.url("cam"))
     run.api.wait("live", lambda t: "sequence" in t, "recording a file", timeout=20)
@@ -277,6 +284,8 @@ def test_delete_while_recording_is_409(service, publish, clip4, tmp_path):
     run.svc.bus.flush()
     row = wait_hashed(run, [rid])[0]
     assert row["state"] == "finished" and row["sha256"] == sha(run.root / row["path"])
+    assert len(at_finish) == 1 and at_finish[0] is not None
+    assert (at_finish[0]["id"], at_finish[0]["state"]) == (rid, "finished")
 
 
 def test_restart_reconcile(split_run, service, tmp_path):
