@@ -322,6 +322,8 @@ class Catalog:
             return None
         if row["state"] == "recording":
             raise RecordingBusy(rid)
+        if row["state"] == "deleted":
+            return row_to_dict(row)  # already: no second file.deleted
         try:
             os.unlink(row["abs_path"])
         except FileNotFoundError:

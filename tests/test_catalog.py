@@ -264,6 +264,10 @@ def test_delete_removes_file_and_emits_file_deleted(split_run):
     assert ok(port, "GET", f"{BASE}/{r['id']}")["state"] == "deleted"
     assert "not on local disk" in err(port, "GET", f"{BASE}/{r['id']}/file", 404)
     assert [x["id"] for x in list_all(port, "state=deleted")] == [r["id"]]
+    # deleting it again answers the row and tells nobody twice
+    assert ok(port, "DELETE", f"{BASE}/{r['id']}")["state"] == "deleted"
+    run.svc.bus.flush()
+    assert len(seen.events) == 1
 
 
 def test_delete_while_recording_is_409(service, publish, clip4, tmp_path):
