@@ -246,12 +246,13 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception
     _error(resp, 500, MSG_INTERNAL)
 
 
-def create_app(manager: TaskManagerLike, config: Config, registry: Any = None, *,
-               public: frozenset[str] = frozenset(),
+def create_app(manager: TaskManagerLike, config: Config, registry: Any = None,
+               catalog: Any = None, *, public: frozenset[str] = frozenset(),
                middleware: list[Any] | None = None) -> falcon.App:
     """The WSGI application of the Record API (with `registry`, a StreamRegistry: also the
-    stream and stats APIs of pyrec.api_streams); `public` paths skip auth, `middleware` runs
-    before it (pyrec.health's request counter sees every request)."""
+    stream and stats APIs of pyrec.api_streams; with `catalog`, a pyrec.catalog.Catalog: the
+    recordings API); `public` paths skip auth, `middleware` runs before it (pyrec.health's
+    request counter sees every request)."""
     realm = config.realm.replace("\\", "\\\\").replace('"', '\\"')
     app = falcon.App(middleware=[*(middleware or ()), _CorsAuthMiddleware(config, public)])
     app.req_options.strip_url_path_trailing_slash = False
@@ -260,6 +261,9 @@ def create_app(manager: TaskManagerLike, config: Config, registry: Any = None, *
     if registry is not None:
         from pyrec.api_streams import add_stream_routes
         add_stream_routes(app, config, registry, manager)
+    if catalog is not None:
+        from pyrec.api_recordings import add_recording_routes
+        add_recording_routes(app, catalog, manager)
     # Exception first: falcon resolves the most specific registered family for each error.
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)

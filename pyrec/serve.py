@@ -10,6 +10,7 @@ import threading
 from types import FrameType
 from urllib.parse import urlparse
 
+from pyrec.catalog import Catalog
 from pyrec.config import Config
 from pyrec.events import EventBus, EventSource
 from pyrec.ingest import IngestServer
@@ -43,6 +44,9 @@ class Service:
         # events, the outbox itself takes its place at the end of the subscribers.
         self.webhooks = WebhookOutbox(config.webhooks, config.webhook_database
                                       if config.webhooks else None)
+        # The catalog before the webhooks: a receiver told of a file finds its row.
+        self.catalog = Catalog(config)
+        self.catalog.subscribe(self.bus)
         early = self.webhooks.__call__
         self.bus.subscribe(early)
         self.store = TaskStore(config.database)
@@ -56,6 +60,7 @@ class Service:
 
         self.bus.call(webhooks_last)
         self.bus.flush()  # their info XML entries are written before we serve
+        self.catalog.reconcile(self.recovered)
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
                                    limits=config.limits, resolver=self._resolve,
                                    registry=self.registry)
@@ -81,8 +86,8 @@ class Service:
         public = set(health.HEALTH_PATHS)
         if not self.config.metrics_auth:
             public.add(health.METRICS_PATH)
-        app = create_app(self.manager, self.config, self.registry, public=frozenset(public),
-                         middleware=[counter])
+        app = create_app(self.manager, self.config, self.registry, self.catalog,
+                         public=frozenset(public), middleware=[counter])
         counter.app = app
         health.add_routes(app, metrics, [
             ("rtmp", self._rtmp_ready),
@@ -155,6 +160,7 @@ class Service:
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()  # the work this caused (fsync, info XML, store) is done
         self.bus.close()
+        self.catalog.close()
         self.webhooks.close()  # what is undelivered stays queued for the next start
         for t in self._threads:
             t.join(5)
