@@ -195,6 +195,12 @@ class Binder:
                     task.attaching = False
                 return
             appcfg = m.check_app(task.vhost, task.app)
+            refused = m.admission(task.vhost, task.app) if m.admission is not None else None
+            if refused:
+                with m.lock:
+                    task.attaching = False
+                m.fail(task, refused)
+                return
             sink = self._sink(task, live)
             with m.lock:
                 task.open_failed = False

@@ -311,6 +311,20 @@ class Catalog:
         nxt = (rows[-1]["start_us"], rows[-1]["id"]) if more and rows else None
         return [row_to_dict(r) for r in rows], nxt
 
+    def deletable(self, vhost: str, app: str, finished_before_us: int | None = None
+                  ) -> list[tuple[str, str, int]]:
+        """(id, abs_path, finish_us) of the app's local finished/recovered files (never one
+        being recorded), oldest finishTime first; `finished_before_us`: only those older."""
+        sql = ("SELECT id, abs_path, finish_us FROM recordings WHERE vhost=? AND app=? "
+               "AND state IN ('finished', 'recovered') AND local=1 AND finish_us IS NOT NULL")
+        args: list[Any] = [vhost, app]
+        if finished_before_us is not None:
+            sql += " AND finish_us < ?"
+            args.append(finished_before_us)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY finish_us, id", args).fetchall()
+        return [(r["id"], r["abs_path"], r["finish_us"]) for r in rows]
+
     # ---- delete (API threads) ---------------------------------------------------------
 
     def delete(self, vhost: str, app: str, rid: str, reason: str = "api"

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pyrec.ingest import IngestLimits
 from pyrec.paths import DEFAULT_FILE_TEMPLATE, DEFAULT_INFO_TEMPLATE
+from pyrec.retention import RetentionPolicy, parse_duration, parse_size
 from pyrec.tracks import DEFAULT_AUDIO_NAME, DEFAULT_VIDEO_NAME
 from pyrec.webhooks import WebhookConfig
 
@@ -52,6 +53,7 @@ class AppConfig:
     audio_name: str = DEFAULT_AUDIO_NAME
     auto_record: list[AutoRecordRule] = field(default_factory=list)
     finish: str = "hybrid"  # or "fragmented" (see pyrec.recorder.FINISH_MODES)
+    retention: RetentionPolicy = RetentionPolicy()
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Config:
     limits: IngestLimits = IngestLimits()
     vhosts: dict[str, VhostConfig] = field(default_factory=dict)
     webhooks: list[WebhookConfig] = field(default_factory=list)
+    retention: RetentionPolicy = RetentionPolicy()  # [retention]: the apps' default
     source: Path | None = None             # the configuration file read, if any
 
     def app(self, vhost: str, app: str) -> AppConfig | None:
@@ -180,7 +183,9 @@ def known_keys() -> list[str]:
     """Every key the configuration file accepts, dotted (`server.api_port`,
     `vhosts.<vhost>.apps.<app>.auto_record[].interval`, ...)."""
     sample = {"vhosts": {"<vhost>": {"apps": {"<app>": {"auto_record": [{}],
-                                                        "track_names": {}}}}},
+                                                        "track_names": {},
+                                                        "retention": {}}}}},
+              "retention": {},
               "webhooks": [{"url": "http://h/"}]}
     _asked.clear()
     try:
@@ -222,6 +227,7 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
         if not hasattr(cfg, k):
             raise ConfigError(f"unknown setting {k}")
         setattr(cfg, k, v)
+    cfg.retention = _retention(_table(data, "retention", ""), "retention", RetentionPolicy())
     vhosts = _table(data, "vhosts", "") or {"default": {"apps": {"app": {}}}}
     for vname, vdata in vhosts.items():
         where = f"vhosts.{vname}"
@@ -249,7 +255,8 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
                 _get(adata, "info_path", str, DEFAULT_INFO_TEMPLATE, aw),
                 _get(tracks, "video", str, DEFAULT_VIDEO_NAME, f"{aw}.track_names"),
                 _get(tracks, "audio", str, DEFAULT_AUDIO_NAME, f"{aw}.track_names"),
-                rules, _finish(adata, aw))
+                rules, _finish(adata, aw),
+                _retention(_table(adata, "retention", aw), f"{aw}.retention", cfg.retention))
         cfg.vhosts[vname] = v
     for i, w in enumerate(_get(data, "webhooks", list, [], "")):
         cfg.webhooks.append(_webhook(w, f"webhooks[{i}]"))
@@ -261,6 +268,46 @@ def _load(data: dict[str, Any], base: str | None, overrides: dict[str, Any]) -> 
     if cfg.no_auth and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError("no-auth mode is only allowed when bound to loopback (--host 127.0.0.1)")
     return cfg
+
+
+def _retention(d: dict[str, Any], where: str, base: RetentionPolicy) -> RetentionPolicy:
+    """A [retention] table (lifecycle spec section 4) over `base` (the server's default for an
+    app's table), checked: a nonsense value is an error naming its key."""
+    def val(key: str, typ: type | tuple[type, ...], conv: Any, cur: Any) -> Any:
+        v = _get(d, key, typ, None, where)
+        if v is None:
+            return cur
+        try:
+            return conv(v)
+        except ValueError as e:
+            raise ConfigError(f"{where}.{key}: {e}") from None
+
+    def percent(v: Any) -> float:
+        if isinstance(v, bool) or not 0 <= v <= 100:
+            raise ValueError(f"expected a percentage from 0 to 100, got {v!r}")
+        return float(v)
+
+    num = (int, float)
+    pol = RetentionPolicy(
+        max_age_s=val("max_age", str, parse_duration, base.max_age_s),
+        max_disk_percent=val("max_disk_percent", num, percent, base.max_disk_percent),
+        target_disk_percent=val("target_disk_percent", num, percent, base.target_disk_percent),
+        min_free_bytes=val("min_free_bytes", (int, str), parse_size, base.min_free_bytes),
+        keep_unuploaded=val("keep_unuploaded", bool, bool, base.keep_unuploaded),
+        interval_s=val("interval", str, parse_duration, base.interval_s),
+        critical_disk_percent=val("critical_disk_percent", num, percent,
+                                  base.critical_disk_percent),
+        configured=base.configured or bool(d))
+    if (pol.target_disk_percent is not None and pol.max_disk_percent is not None
+            and pol.target_disk_percent > pol.max_disk_percent):
+        raise ConfigError(f"{where}.target_disk_percent: must be at most max_disk_percent "
+                          f"({pol.max_disk_percent:g}), got {pol.target_disk_percent:g}")
+    if pol.target_disk_percent is not None and pol.max_disk_percent is None:
+        raise ConfigError(f"{where}.target_disk_percent: set without max_disk_percent")
+    if pol.max_disk_percent is not None and pol.critical_disk_percent < pol.max_disk_percent:
+        raise ConfigError(f"{where}.critical_disk_percent: must be at least max_disk_percent "
+                          f"({pol.max_disk_percent:g}), got {pol.critical_disk_percent:g}")
+    return pol
 
 
 def _webhook(w: Any, where: str) -> WebhookConfig:

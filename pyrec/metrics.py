@@ -49,7 +49,7 @@ FEEDS: dict[str, tuple[str, str | None, tuple[str, ...], str]] = {
     "pyrec_upload_queue_files": ("Files waiting to be uploaded", None, (), "gauge"),
     "pyrec_uploads_total": ("Uploads by result", "result", ("uploaded", "failed"), "counter"),
     "pyrec_retention_deleted_files_total": (
-        "Files deleted by retention, by reason", "reason", ("age", "size", "disk"), "counter"),
+        "Files deleted by retention, by reason", "reason", ("max_age", "disk"), "counter"),
 }
 
 Feed = Callable[[], "Mapping[str, float] | float"]

@@ -14,6 +14,7 @@ from pyrec.catalog import Catalog
 from pyrec.config import Config
 from pyrec.events import EventBus, EventSource
 from pyrec.ingest import IngestServer
+from pyrec.retention import Retention
 from pyrec.store import TaskStore
 from pyrec.streams import StreamRegistry
 from pyrec.tasks import TaskManager
@@ -61,6 +62,10 @@ class Service:
         self.bus.call(webhooks_last)
         self.bus.flush()  # their info XML entries are written before we serve
         self.catalog.reconcile(self.recovered)
+        # Retention: its own worker thread deletes through the catalog (file.deleted) and
+        # refuses new recordings while the disk is critically full.
+        self.retention = Retention(config, self.catalog, self.bus)
+        self.manager.admission = self.retention.refusal
         self.ingest = IngestServer(host=config.host, port=config.rtmp_port,
                                    limits=config.limits, resolver=self._resolve,
                                    registry=self.registry)
@@ -82,6 +87,8 @@ class Service:
         metrics.subscribe(self.bus)
         if getattr(self, "webhooks", None) is not None:  # the outbox (pyrec.webhooks)
             metrics.feed_webhooks(self.webhooks)
+        if getattr(self, "retention", None) is not None:
+            metrics.feed("pyrec_retention_deleted_files_total", self.retention.counts)
         counter = health.RequestCounter(metrics)
         public = set(health.HEALTH_PATHS)
         if not self.config.metrics_auth:
@@ -121,6 +128,7 @@ class Service:
 
     def start(self) -> Service:
         self.webhooks.start()
+        self.retention.start()
         self.ingest.start()
         t = threading.Thread(target=self._serve_http, name="pyrec-api", daemon=True)
         t.start()
@@ -157,6 +165,7 @@ class Service:
         # trigger when it is done, and close() destroys the trigger (EBADF in waitress).
         self.http.task_dispatcher.shutdown()
         self.http.close()
+        self.retention.close()
         self.ingest.stop()  # every stream ends: files finished, tasks wait (stored)
         self.manager.close()  # the work this caused (fsync, info XML, store) is done
         self.bus.close()

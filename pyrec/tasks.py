@@ -82,6 +82,8 @@ class TaskManager:
         self.info_writer = InfoXmlWriter()
         self.info_writer.subscribe(self.bus)  # first: later subscribers see the XML written
         self.binder = Binder(self)
+        # (vhost, app) -> the reason new recordings are refused, or None (retention: "disk full")
+        self.admission: Callable[[str, str], str | None] | None = None
         self.registry: StreamRegistry | None = None
         self.ingest: IngestServer | None = None
         self.lock = threading.RLock()
