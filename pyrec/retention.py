@@ -126,6 +126,7 @@ class Retention:
         self.deleted: dict[str, int] = {"max_age": 0, "disk": 0}
         self._state: dict[tuple[str, str], str] = {}   # last disk.pressure state per app
         self._refuse: set[tuple[str, str]] = set()
+        self._last_run: dict[tuple[str, str], float] = {}  # monotonic time of an app's run
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._wake = threading.Event()
@@ -177,7 +178,7 @@ class Retention:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once()
+                self.run_once(due_only=True)
             except Exception:  # keep running; log loudly
                 log.exception("retention run failed")
             self._wake.wait(self.interval)
@@ -185,11 +186,18 @@ class Retention:
 
     # ---- one run (worker thread) --------------------------------------------------------
 
-    def run_once(self) -> None:
+    def run_once(self, due_only: bool = False) -> None:
+        """One policy run over every app (`due_only`: the apps whose `interval` has passed
+        since their last run; the worker wakes at the shortest interval)."""
         with self._run_lock:
             for vhost, app, root, pol in self.apps():
                 if self._stop.is_set():
                     return
+                now = time.monotonic()
+                last = self._last_run.get((vhost, app))
+                if due_only and last is not None and now - last < pol.interval_s - 0.05:
+                    continue
+                self._last_run[(vhost, app)] = now
                 if pol.max_age_s is not None:
                     self._by_age(vhost, app, root, pol)
                 if root.exists():

@@ -250,8 +250,11 @@ def test_never_deletes_the_file_being_recorded(service, publish, clip4, tmp_path
     rows = cat.list(CatalogQuery("default", "app"))[0]
     live = [r for r in rows if r["state"] == "recording"]  # the open file (and one finishing)
     assert live and all((small_disk / r["path"]).exists() for r in live), rows
-    assert [r for r in rows if r["state"] == "deleted"], rows
+    gone = [r for r in rows if r["state"] == "deleted"]
+    assert gone and not (small_disk / gone[0]["path"]).exists(), rows
     assert not [r for r in rows if r["state"] == "finished"]
+    assert (f'pyrec_retention_deleted_files_total{{reason="disk"}} {float(len(gone))}'
+            in run.svc.metrics.render().decode())
     media.rtmp_wait(p)
     run.api.stop("cut")
     run.svc.bus.flush()
@@ -321,3 +324,23 @@ def test_parse_duration(text, secs):
                                   ("512MiB", 512 << 20), ("100", 100), ("1.5KiB", 1536)])
 def test_parse_size(v, n):
     assert parse_size(v) == n
+
+
+def test_the_worker_runs_the_policy_every_interval(setup, tmp_path):
+    import threading
+
+    now = datetime.now(timezone.utc)
+    s = setup(tmp_path / "rec", 'max_age = "1h"\ninterval = "0.2s"')
+    s.ret.start()
+    try:
+        assert "pyrec-retention" in [t.name for t in threading.enumerate()]
+        old = s.add("old", "a/old.mp4", 100, now - timedelta(hours=2))  # after the first run
+        end = time.monotonic() + 10
+        while old.exists():
+            assert time.monotonic() < end, "the worker did not delete the old file"
+            time.sleep(0.05)
+        s.bus.flush()
+        assert [e["data"]["reason"] for e in s.of("file.deleted")] == ["max_age"]
+    finally:
+        s.ret.close()
+    assert "pyrec-retention" not in [t.name for t in threading.enumerate()]
