@@ -342,13 +342,14 @@ class Catalog:
             os.unlink(row["abs_path"])
         except FileNotFoundError:
             pass
-        with self._lock:
-            self._db.execute("UPDATE recordings SET state='deleted', local=0 WHERE id=?",
-                             (rid,))
+        with self._lock:  # one of two concurrent deletes (API, retention) wins the row
+            won = self._db.execute(
+                "UPDATE recordings SET state='deleted', local=0 WHERE id=? "
+                "AND state NOT IN ('deleted', 'recording')", (rid,)).rowcount == 1
         row = self._row(vhost, app, rid)
         assert row is not None
         out = row_to_dict(row)
-        if self.events is not None:
+        if won and self.events is not None:
             self.events.emit(FileDeleted, vhost=vhost, app=app, stream=row["stream"],
                              recording=self._recording(row), reason=reason)
         return out
