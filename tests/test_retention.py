@@ -343,7 +343,11 @@ def test_the_worker_runs_the_policy_every_interval(setup, tmp_path):
         while old.exists():
             assert time.monotonic() < end, "the worker did not delete the old file"
             time.sleep(0.05)
-        s.bus.flush()
+        # the file goes first, then its row and file.deleted (published by the worker)
+        while not s.of("file.deleted"):
+            assert time.monotonic() < end, "no file.deleted after the file went"
+            s.bus.flush()
+            time.sleep(0.05)
         assert [e["data"]["reason"] for e in s.of("file.deleted")] == ["max_age"]
     finally:
         s.ret.close()
