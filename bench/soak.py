@@ -2,10 +2,14 @@
 """Soak under load: N real-time RTMP publishers (bench/loadgen.c, one process) recorded by a
 real `pyrec serve` with interval splits, while an API client makes R requests per second
 (records lists, filtered records, start/stop of extra tasks). Reports: lost packets per
-stream (every recorded file counted by pyrec.repair's header scan, against what the loadgen
+stream (every recorded file counted by PyAV's demuxer, against what the loadgen
 sent), files complete (every file finalised), API latency p50/p99/max and errors, server RSS
 over time (flat = no leak) and CPU. A signed webhook receiver (in this process) takes every
 event: each finished file must come as one file.finished, exactly once per event id.
+Retention runs during the soak (`max_age = "60s"`, checked every 5 s), so most files are
+deleted while it runs: the receiver scans each file when its file.finished arrives (before
+retention may remove it) and packet loss is counted from those scans; every file finished is
+then either still on disk or told deleted by a file.deleted webhook (reason max_age).
 
     python bench/soak.py                 # 200 publishers, 100 req/s, 300 s (the issue's run)
     python bench/soak.py --short         # 20 publishers, 50 req/s, 30 s
@@ -44,7 +48,7 @@ class HookReceiver:
 
     SECRET = b"soak-secret"
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         import hashlib
         import hmac
@@ -52,7 +56,11 @@ class HookReceiver:
         self.lock = threading.Lock()
         self.count: dict[str, int] = {}
         self.finished: dict[str, str] = {}  # event id -> recording path
+        self.deleted: dict[str, str] = {}   # event id -> path, file.deleted (max_age)
+        self.scanned: dict[str, tuple[int, bool]] = {}  # path -> (samples, finalised)
+        self.scan_errors: list[str] = []
         self.bad_signatures = 0
+        self.root = root
         rcv = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,8 +75,13 @@ class HookReceiver:
                     if not hmac.compare_digest(mac, sig.get("v1", "")):
                         rcv.bad_signatures += 1
                     rcv.count[ev["id"]] = rcv.count.get(ev["id"], 0) + 1
+                    first = rcv.count[ev["id"]] == 1
                     if ev["type"] == "file.finished":
                         rcv.finished[ev["id"]] = ev["data"]["recording"]["path"]
+                    elif ev["type"] == "file.deleted":
+                        rcv.deleted[ev["id"]] = ev["data"]["recording"]["path"]
+                if first and ev["type"] == "file.finished":
+                    rcv.scan(ev["data"]["recording"]["path"])
                 self.send_response(204)
                 self.end_headers()
 
@@ -79,6 +92,25 @@ class HookReceiver:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pyrec"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def scan(self, rel: str) -> None:
+        """Count the samples of a finished file now, before retention may delete it."""
+        import av
+
+        from pyrec import repair
+
+        try:
+            rep = repair.repair(self.root / rel, dry_run=True)   # finalised?
+            with av.open(str(self.root / rel)) as c:   # an independent reader counts
+                count = sum(1 for pkt in c.demux() if pkt.size)
+        except (OSError, ValueError, av.FFmpegError) as e:
+            with self.lock:
+                self.scan_errors.append(f"{rel}: {e!r}")
+            return
+        with self.lock:
+            self.scanned[rel] = (count, rep.status == repair.FINALIZED)
+        if os.environ.get("SOAK_DEBUG"):
+            print("scan", rel, rep.status, rep.samples, flush=True)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -194,9 +226,10 @@ def main() -> int:
     exe = build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="pyrec-soak-"))
     api_port, rtmp_port = free_port(), free_port()
-    hooks = HookReceiver()
+    hooks = HookReceiver(work / "records")
     (work / "pyrec.toml").write_text(
         "[limits]\nmax_connections = 4096\n"
+        '[retention]\nmax_age = "60s"\ninterval = "5s"\n'
         f'[[webhooks]]\nurl = "{hooks.url}"\nsecret = "{HookReceiver.SECRET.decode()}"\n')
     log = open(work / "server.log", "wb")
     srv = subprocess.Popen(
@@ -242,36 +275,34 @@ def main() -> int:
             if all(t["state"] == "ready" for t in tasks):
                 break
             time.sleep(1)
-        from pyrec import repair
-
         sent = {s["name"]: s["packets"] for s in report["per_stream"]}
-        lost = {}
-        unfinished = 0
-        nfiles = 0
-        for i in range(n):
-            got = 0
-            for f in sorted((work / "records" / f"s{i}").glob("*.mp4")):
-                rep = repair.repair(f, dry_run=True)
-                nfiles += 1
-                if rep.status != repair.FINALIZED:
-                    unfinished += 1
-                got += sum(rep.samples.values())
-            if got != sent.get(f"s{i}", -1):
-                lost[f"s{i}"] = sent.get(f"s{i}", 0) - got
-        # every finished file told once by a file.finished webhook
-        on_disk = {f.relative_to(work / "records").as_posix()
-                   for f in (work / "records").glob("s*/*.mp4")}
+        records = work / "records"
+        on_disk = {f.relative_to(records).as_posix() for f in records.glob("s*/*.mp4")}
+        # every file finished is told by one file.finished (scanned then), and each is either
+        # still on disk or told deleted by retention
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with hooks.lock:
-                if on_disk <= set(hooks.finished.values()):
+                told_paths = set(hooks.finished.values())
+                if on_disk <= told_paths and set(hooks.scanned) >= told_paths:
                     break
             time.sleep(0.5)
         with hooks.lock:
             told = list(hooks.finished.values())
+            deleted = list(hooks.deleted.values())
+            scanned = dict(hooks.scanned)
             dups = sum(c - 1 for c in hooks.count.values())
             nevents = len(hooks.count)
+            scan_errors = list(hooks.scan_errors)
         not_told = len(on_disk - set(told))
+        vanished = set(told) - on_disk - set(deleted)   # gone without a file.deleted
+        got_per: dict[str, int] = {}
+        for rel, (nsamp, _ok) in scanned.items():
+            got_per[rel.split("/")[0]] = got_per.get(rel.split("/")[0], 0) + nsamp
+        unfinished = sum(1 for _s, ok in scanned.values() if not ok)
+        nfiles = len(scanned)
+        lost = {f"s{i}": sent.get(f"s{i}", 0) - got_per.get(f"s{i}", 0) for i in range(n)
+                if got_per.get(f"s{i}", 0) != sent.get(f"s{i}", -1)}
         lat = sorted(load.lat)
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
         half = len(samples) // 2
@@ -294,16 +325,25 @@ def main() -> int:
             "webhook_bad_signatures": hooks.bad_signatures,
             "webhook_file_finished": len(told),
             "files_without_file_finished": not_told,
+            "files_deleted_by_retention": len(deleted),
+            "files_on_disk_at_end": len(on_disk),
+            "files_gone_without_file_deleted": len(vanished),
+            "files_not_scannable": len(scan_errors),
             "file_finished_twice_for_a_path": len(told) - len(set(told)),
         }
         print(json.dumps(result, indent=1))
         if load.errors:
             print("first API errors:", load.errors[:5])
+        if lost and os.environ.get("SOAK_DEBUG"):
+            print(sent, got_per, scanned)
         if lost:
             print("lost per stream (first 10):", dict(list(lost.items())[:10]))
         print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
               f"machine {machine()}, command `python bench/soak.py {' '.join(sys.argv[1:])}`")
-        hooks_ok = not (dups or hooks.bad_signatures or not_told or len(told) != len(set(told)))
+        if scan_errors:
+            print("files not scannable (first 5):", scan_errors[:5])
+        hooks_ok = not (dups or hooks.bad_signatures or not_told or vanished or scan_errors
+                        or len(told) != len(set(told)) or not deleted)
         return 0 if not lost and not load.errors and not unfinished and hooks_ok else 1
     finally:
         if srv.poll() is None:
